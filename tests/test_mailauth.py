@@ -33,7 +33,6 @@ from mailwright.mailauth import (
 )
 from mailwright.mailauth.dmarc import DmarcRecordError, evaluate_dmarc, from_domains
 from mailwright.mailauth.spf import check_spf
-
 from tests.support.dnsserver import DnsServer, dns_server, free_port, txt_strings
 
 __all__ = ["dns_server"]  # the factory fixture, re-exported so tests in this module can use it
