@@ -173,7 +173,7 @@ def test_txt_strings_escaping() -> None:
 
 def test_set_records_reloads_and_adds_zones(dns_server: DnsFactory) -> None:
     srv = dns_server({"c.test": [("@", "TXT", "one")]})
-    res = Resolver([srv.host], port=srv.port, timeout=2)
+    res = srv.resolver()
     assert res.txt_sync("c.test") == [b"one"]
     srv.set_records("c.test", [("@", "TXT", "two"), ("www", "A", "127.0.0.2")])
     assert res.txt_sync("c.test") == [b"two"]
@@ -194,6 +194,8 @@ def test_generated_key_formats() -> None:
     assert RSA_PRIV.startswith(b"-----BEGIN RSA PRIVATE KEY-----")
     with pytest.raises(ValueError):
         generate_dkim_key("dsa")
+    with pytest.raises(ValueError):
+        Resolver([], port=53)
 
 
 def test_sign_and_verify_ed25519_and_rsa(resolver: Resolver) -> None:

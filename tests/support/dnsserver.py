@@ -22,7 +22,11 @@ with a trailing dot; ``value`` is zone-file text, except for TXT (and SPF) where
 plain string to publish: it is quoted and split into 255-byte character-strings here, which
 is what RSA-2048 DKIM keys need. A TXT value that already starts with ``"`` is passed
 through untouched (for tests that want exact character-string boundaries). Each zone gets
-an SOA and an NS record unless the test supplies them.
+an SOA and an NS record unless the test supplies them. TTLs are 1 second.
+
+NSD is authoritative only: a name outside every given zone is answered REFUSED, which
+resolvers (and so SPF/DKIM/DMARC) treat as a temporary error, not NXDOMAIN. Put names that
+must not exist *inside* a served zone (``nothing.a.test``), or serve a parent zone ``"test"``.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import dns.exception
 import dns.message
@@ -44,6 +48,9 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 import pytest
+
+if TYPE_CHECKING:
+    from mailwright.mailauth.resolver import Resolver
 
 __all__ = ["DnsServer", "DnsServerError", "dns_server", "find_nsd", "free_port", "txt_strings"]
 
@@ -155,6 +162,12 @@ class DnsServer:
 
     def __repr__(self) -> str:
         return f"DnsServer({self.host}:{self.port}, zones={sorted(self.zones)})"
+
+    def resolver(self, timeout: float = 2.0) -> Resolver:
+        """A :class:`mailwright.mailauth.Resolver` pointed at this server."""
+        from mailwright.mailauth.resolver import Resolver
+
+        return Resolver([self.host], port=self.port, timeout=timeout)
 
     @property
     def directory(self) -> Path:
@@ -275,9 +288,7 @@ class DnsServer:
 
     def _write_config(self) -> None:
         d = self.directory
-        zones = "".join(
-            f"zone:\n  name: {zone}\n  zonefile: {self._zone_file(zone)}\n" for zone in self.zones
-        )
+        zones = "".join(f"zone:\n  name: {zone}\n  zonefile: {self._zone_file(zone)}\n" for zone in self.zones)
         # database "" = no nsd.db; username "" = do not drop privileges; all state files in d.
         (d / "nsd.conf").write_text(
             f"""server:

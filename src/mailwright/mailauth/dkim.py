@@ -187,9 +187,7 @@ def dkim_sign(message: bytes, keys: list[DkimKey], headers: list[bytes] | None =
                 include_headers=include,
             )
         except dkimpy.DKIMException as exc:
-            raise ValueError(
-                f"DKIM signing with {key.selector}._domainkey.{key.domain} failed: {exc}"
-            ) from exc
+            raise ValueError(f"DKIM signing with {key.selector}._domainkey.{key.domain} failed: {exc}") from exc
         if not sig.endswith(linesep):
             sig += linesep
         signatures.append(sig)
@@ -238,9 +236,7 @@ def _verify_prefetched(
         a = fields.get(b"a", b"").decode("ascii", "replace").lower()
         b_tag = b"".join(fields.get(b"b", b"").split())[:8].decode("ascii", "replace")
 
-        def res(
-            result: str, reason: str = "", d: str = d, s: str = s, a: str = a, b: str = b_tag
-        ) -> DkimResult:
+        def res(result: str, reason: str = "", d: str = d, s: str = s, a: str = a, b: str = b_tag) -> DkimResult:
             return DkimResult(result, d, s, a, reason, b)
 
         if not d or not s:

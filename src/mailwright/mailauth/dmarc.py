@@ -63,9 +63,7 @@ def _ascii_rule(rule: str) -> str:
     prefix = "!" if rule.startswith("!") else ""
     labels = rule.removeprefix("!").lower().split(".")
     try:
-        return prefix + ".".join(
-            lbl if lbl.isascii() else lbl.encode("idna").decode("ascii") for lbl in labels
-        )
+        return prefix + ".".join(lbl if lbl.isascii() else lbl.encode("idna").decode("ascii") for lbl in labels)
     except UnicodeError:
         return ""
 
@@ -304,9 +302,7 @@ def evaluate_dmarc(
     applied = policy
     if sample * 100 >= record.pct:
         applied = _MILDER[policy]
-    action: Action = (
-        "reject" if applied == "reject" else "quarantine" if applied == "quarantine" else "accept"
-    )
+    action: Action = "reject" if applied == "reject" else "quarantine" if applied == "quarantine" else "accept"
     return DmarcResult(
         "fail", from_domain, policy, action, record_domain, False, False, reason=f"disposition {applied}"
     )

@@ -66,6 +66,8 @@ class Resolver:
     """
 
     def __init__(self, nameservers: list[str] | None = None, port: int = 53, timeout: float = 5.0) -> None:
+        if nameservers is not None and not nameservers:
+            raise ValueError("nameservers must be None (system resolver) or a non-empty list")
         self.nameservers = list(nameservers) if nameservers is not None else None
         self.port = port
         self.timeout = timeout

@@ -57,9 +57,7 @@ def _dispatching_lookup(name: str, qtype: str, strict: Any = True, timeout: floa
 if getattr(pyspf.DNSLookup, "__name__", "") != _dispatching_lookup.__name__:
     pyspf.DNSLookup = _dispatching_lookup
 
-_HOSTNAME = re.compile(
-    r"^(?=.{1,253}$)([A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z0-9-]{2,63}\.?$"
-)
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z0-9-]{2,63}\.?$")
 
 
 @dataclass(frozen=True)
