@@ -1,0 +1,3 @@
+from mailwright.cli import main
+
+main()

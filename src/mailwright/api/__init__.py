@@ -1,0 +1,1 @@
+"""HTTP APIs: one router module per dialect, all calling the same services."""

@@ -1,0 +1,118 @@
+"""Settings: defaults < TOML file < environment (MAILWRIGHT_*) < CLI flags.
+
+One `Settings` object is built at start-up and handed to every layer; nothing reads the
+environment later, so a test can run several differently configured servers in one process.
+Port 0 means "this listener is off" (tests pass explicit ephemeral ports instead).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MAILWRIGHT_", extra="ignore")
+
+    data_dir: Path = Path("./data")
+    database_url: str = ""
+    hostname: str = "mail.localhost"
+    bind: str = "127.0.0.1"
+    public_ipv4: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    public_ipv6: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    http_port: int = 8080
+    smtp_port: int = 2525
+    submission_port: int = 2587
+    submissions_port: int = 2465
+    imap_port: int = 2143
+    imaps_port: int = 2993
+    pop3_port: int = 2110
+    pop3s_port: int = 2995
+
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # Plain-text LOGIN/AUTH before STARTTLS is refused except from loopback when this is true
+    # (handy for local development and the benchmarks, never for public listeners).
+    allow_plaintext_auth_on_loopback: bool = True
+
+    admin_token: str | None = None
+    workers: int = 1
+
+    # Limits (per account unless noted).
+    max_message_size: int = 50 * 1024 * 1024
+    default_quota_bytes: int = 0  # 0 = unlimited
+    send_per_hour: int = 300
+    send_per_day: int = 7200
+    password_min_length: int = 8
+
+    # Argon2id cost: OWASP's minimum profile (m=19 MiB, t=2, p=1) keeps a login at ~15 ms.
+    argon2_time_cost: int = 2
+    argon2_memory_kib: int = 19456
+    argon2_parallelism: int = 1
+
+    # DNS resolver used for MX lookups and SPF/DKIM/DMARC; empty = system resolver.
+    dns_nameservers: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    dns_port: int = 53
+
+    queue_lifetime_seconds: int = 5 * 24 * 3600
+    log_level: str = "info"
+    log_json: bool = False
+
+    @field_validator("public_ipv4", "public_ipv6", "dns_nameservers", mode="before")
+    @classmethod
+    def _split_csv(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [p.strip() for p in v.split(",") if p.strip()]
+        return v
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'mailwright.db'}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    def listeners(self) -> dict[str, int]:
+        """Every listener and its port (0 = off), in the order they are printed."""
+        return {
+            "http": self.http_port,
+            "smtp": self.smtp_port,
+            "submission": self.submission_port,
+            "submissions": self.submissions_port,
+            "imap": self.imap_port,
+            "imaps": self.imaps_port,
+            "pop3": self.pop3_port,
+            "pop3s": self.pop3s_port,
+        }
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build settings from an optional TOML file, the environment, then explicit overrides.
+
+    The environment beats the file (containers override files with env), and explicit
+    overrides (CLI flags) beat both. `None` overrides are ignored so unset flags keep defaults.
+    """
+    file_values: dict[str, Any] = {}
+    if config_file is not None:
+        with open(config_file, "rb") as fh:
+            raw = tomllib.load(fh)
+        file_values = {k.replace("-", "_"): v for k, v in raw.get("mailwright", raw).items()}
+    env_settings = Settings()
+    env_set = env_settings.model_fields_set
+    merged: dict[str, Any] = {**file_values}
+    for name in env_set:
+        merged[name] = getattr(env_settings, name)
+    merged.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings.model_validate(merged) if merged else env_settings

@@ -1,0 +1,1 @@
+"""The change feed: message added, flags changed, expunged, mailbox changed."""

@@ -1,0 +1,1 @@
+"""Process runtime: TLS material, listening sockets, the node that runs every listener, workers."""

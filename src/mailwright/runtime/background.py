@@ -1,0 +1,12 @@
+"""Background work every node runs (outbound queue, webhooks, clean-ups)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from mailwright.services import Services
+
+
+async def start_background(svc: Services) -> list[asyncio.Task[None]]:
+    """Start the node's background tasks; returns them so `serve` can cancel them on stop."""
+    return []

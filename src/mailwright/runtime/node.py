@@ -1,0 +1,92 @@
+"""A node: every listener of one process (HTTP, SMTP MX/submission, IMAP, POP3) on one loop.
+
+`Node.start` takes already-bound sockets (see runtime.sockets), so tests can hand it ephemeral
+ports and `serve --workers N` can hand each forked worker the parent's sockets. `stop` closes
+the listeners first, then gives open connections a grace period to finish (drain).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+
+from mailwright.api.app import create_app
+from mailwright.imap.server import start_imap
+from mailwright.runtime.tls import server_context
+from mailwright.services import Services
+from mailwright.smtp.server import start_mx
+
+log = logging.getLogger(__name__)
+
+
+class Node:
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+        self.servers: list[asyncio.Server] = []
+        self.http: uvicorn.Server | None = None
+        self._http_task: asyncio.Task[Any] | None = None
+
+    async def start(self, socks: dict[str, socket.socket]) -> None:
+        tls = server_context(self.svc.settings)
+        starters = {
+            "smtp": lambda s: start_mx(self.svc, s, tls),
+            "imap": lambda s: start_imap(self.svc, s, tls, implicit_tls=False),
+            "imaps": lambda s: start_imap(self.svc, s, tls, implicit_tls=True),
+        }
+        for name, starter in starters.items():
+            if name in socks:
+                self.servers.append(await starter(socks[name]))
+        for name, starter in _optional_starters(self.svc, tls).items():
+            if name in socks:
+                self.servers.append(await starter(socks[name]))
+        if "http" in socks:
+            config = uvicorn.Config(create_app(self.svc), log_level="warning", lifespan="off",
+                                    access_log=False, timeout_graceful_shutdown=5)
+            self.http = _EmbeddedHTTPServer(config)
+            self._http_task = asyncio.create_task(self.http.serve(sockets=[socks["http"]]))
+
+    async def stop(self, grace: float = 10.0) -> None:
+        for srv in self.servers:
+            srv.close()
+        if self.http is not None:
+            self.http.should_exit = True
+        waits: list[Any] = [srv.wait_closed() for srv in self.servers]
+        if self._http_task is not None:
+            waits.append(self._http_task)
+        if waits:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*waits, return_exceptions=True), timeout=grace)
+
+
+class _EmbeddedHTTPServer(uvicorn.Server):
+    """uvicorn inside our loop: signals belong to the node, not to uvicorn."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _optional_starters(svc: Services, tls: Any) -> dict[str, Any]:
+    """Listeners whose packages may not exist yet in a given build (submission, POP3)."""
+    starters: dict[str, Any] = {}
+    try:
+        from mailwright.smtp.server import start_submission  # type: ignore[attr-defined,unused-ignore]
+
+        starters["submission"] = lambda s: start_submission(svc, s, tls, implicit_tls=False)
+        starters["submissions"] = lambda s: start_submission(svc, s, tls, implicit_tls=True)
+    except ImportError:
+        pass
+    try:
+        from mailwright.pop3.server import start_pop3  # type: ignore[import-not-found,unused-ignore]
+
+        starters["pop3"] = lambda s: start_pop3(svc, s, tls, implicit_tls=False)
+        starters["pop3s"] = lambda s: start_pop3(svc, s, tls, implicit_tls=True)
+    except ImportError:
+        pass
+    return starters

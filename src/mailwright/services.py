@@ -1,0 +1,42 @@
+"""The service context handed to every protocol server and API router.
+
+Built once per process by `runtime.node`; tests build their own to run several servers in one
+process. Holds no per-request state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mailwright.config import Settings
+from mailwright.directory.throttle import LoginThrottle
+from mailwright.events.bus import EventBus
+from mailwright.storage.blobs import BlobStore
+from mailwright.storage.db import Database
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    blobs: BlobStore
+    events: EventBus = field(default_factory=EventBus)
+    login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
+
+    @classmethod
+    def create(cls, settings: Settings) -> Services:
+        from mailwright.directory import passwords
+
+        passwords.configure(settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        return cls(settings=settings, db=Database(settings.effective_database_url), blobs=BlobStore(settings.blob_dir))
+
+    async def start(self) -> None:
+        await self.db.migrate()
+        if not self.db.is_sqlite:
+            dsn = self.settings.effective_database_url.replace("postgresql+asyncpg://", "postgresql://")
+            await self.events.connect_postgres(dsn)
+
+    async def close(self) -> None:
+        await self.events.close()
+        await self.db.close()

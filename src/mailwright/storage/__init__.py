@@ -1,0 +1,1 @@
+"""Storage layer: the database (SQLAlchemy 2 async) and the content-addressed blob store."""

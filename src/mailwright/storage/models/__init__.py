@@ -1,0 +1,23 @@
+"""All models, imported here so `Base.metadata` knows every table."""
+
+from mailwright.storage.models.base import Base, new_id, utcnow
+from mailwright.storage.models.delivery import QueuedMessage, QueuedRecipient, SendCounter
+from mailwright.storage.models.directory import (
+    Address,
+    ApiKey,
+    AuditEntry,
+    Credential,
+    DkimKeyRow,
+    Domain,
+    ListMember,
+    Principal,
+    Tenant,
+    Workspace,
+)
+from mailwright.storage.models.mailstore import Blob, Mailbox, MailboxEntry, Message, Tombstone
+
+__all__ = [
+    "Address", "ApiKey", "AuditEntry", "Base", "Blob", "Credential", "DkimKeyRow", "Domain",
+    "ListMember", "Mailbox", "MailboxEntry", "Message", "Principal", "QueuedMessage",
+    "QueuedRecipient", "SendCounter", "Tenant", "Tombstone", "Workspace", "new_id", "utcnow",
+]

@@ -1,0 +1,99 @@
+"""Mailstore models: mailboxes, messages, per-mailbox entries (uid/modseq/flags), tombstones.
+
+A message row belongs to one account (principal) and points at a blob by SHA-256; the blob
+itself is shared by every recipient of the same bytes. ENVELOPE/BODYSTRUCTURE are kept as
+ready-to-send IMAP text so a client sync is database reads only.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from mailwright.storage.models.base import Base, BigIntPK, UTCDateTime, utcnow
+
+
+class Mailbox(Base):
+    __tablename__ = "mailboxes"
+    __table_args__ = (UniqueConstraint("principal_id", "name"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    principal_id: Mapped[str] = mapped_column(ForeignKey("principals.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(1024))  # UTF-8, hierarchy separator "/"
+    special_use: Mapped[str | None] = mapped_column(String(32))  # \Sent, \Trash, ...
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    uidnext: Mapped[int] = mapped_column(BigInteger, default=1)
+    highestmodseq: Mapped[int] = mapped_column(BigInteger, default=1)
+    subscribed: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Blob(Base):
+    """One row per stored blob file; deleted (and the file unlinked) when no message uses it."""
+
+    __tablename__ = "blobs"
+
+    hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (Index("ix_messages_principal_thread", "principal_id", "thread_id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    principal_id: Mapped[str] = mapped_column(ForeignKey("principals.id", ondelete="CASCADE"), index=True)
+    blob_hash: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    internal_date: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    envelope: Mapped[str] = mapped_column(Text)
+    bodystructure: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    header_size: Mapped[int] = mapped_column(Integer, default=0)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    base_subject: Mapped[str] = mapped_column(Text, default="")
+    from_addr: Mapped[str] = mapped_column(String(320), default="")
+    from_display: Mapped[str] = mapped_column(Text, default="")
+    to_addrs: Mapped[str] = mapped_column(Text, default="")  # comma-separated
+    cc_addrs: Mapped[str] = mapped_column(Text, default="")
+    message_id_header: Mapped[str | None] = mapped_column(Text, index=True)
+    in_reply_to: Mapped[str | None] = mapped_column(Text)
+    references: Mapped[str | None] = mapped_column(Text)  # space-separated msg-ids
+    sent_date: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    preview: Mapped[str] = mapped_column(Text, default="")
+    has_attachment: Mapped[bool] = mapped_column(Boolean, default=False)
+    thread_id: Mapped[str] = mapped_column(String(36))
+    mail_from: Mapped[str | None] = mapped_column(String(320))  # envelope sender, if received by SMTP
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MailboxEntry(Base):
+    """A message's presence in a mailbox: the IMAP view (uid, modseq, flags)."""
+
+    __tablename__ = "mailbox_entries"
+    __table_args__ = (
+        UniqueConstraint("mailbox_id", "uid"),
+        Index("ix_mailbox_entries_modseq", "mailbox_id", "modseq"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"))
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
+    uid: Mapped[int] = mapped_column(BigInteger)
+    modseq: Mapped[int] = mapped_column(BigInteger)
+    flags: Mapped[str] = mapped_column(Text, default="")  # space-separated, e.g. "\\Seen $Forwarded"
+
+
+class Tombstone(Base):
+    """An expunged uid and the modseq of its expunge, for QRESYNC VANISHED and JMAP /changes."""
+
+    __tablename__ = "tombstones"
+    __table_args__ = (Index("ix_tombstones_mailbox_modseq", "mailbox_id", "modseq"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"))
+    uid: Mapped[int] = mapped_column(BigInteger)
+    modseq: Mapped[int] = mapped_column(BigInteger)

@@ -1,0 +1,178 @@
+"""Real Mailwright servers for tests: in-process (a thread with its own loop) or a subprocess.
+
+Every listener gets an ephemeral 127.0.0.1 port. Nothing is mocked: tests talk to the servers
+with real clients over real sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from mailwright.config import Settings
+from mailwright.runtime.bootstrap import bootstrap
+from mailwright.runtime.node import Node
+from mailwright.runtime.sockets import bind
+from mailwright.services import Services
+
+T = TypeVar("T")
+LISTENERS = ("http", "smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class InProcessServer:
+    """A whole Mailwright node in a background thread."""
+
+    def __init__(self, data_dir: Path, database_url: str, **overrides: Any) -> None:
+        self.socks = {name: bind("127.0.0.1", 0) for name in LISTENERS}
+        self.ports = {name: int(s.getsockname()[1]) for name, s in self.socks.items()}
+        self.settings = Settings(
+            data_dir=data_dir,
+            database_url=database_url,
+            hostname="mx.test.local",
+            **{f"{n}_port": p for n, p in self.ports.items()},
+            **overrides,
+        )
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.svc: Services | None = None
+        self.node: Node | None = None
+        self.admin_key: str | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['http']}"
+
+    def call(self, coro: Awaitable[T], timeout: float = 60) -> T:
+        fut: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
+        return fut.result(timeout)
+
+    def start(self) -> InProcessServer:
+        self.thread.start()
+
+        async def go() -> None:
+            self.svc = Services.create(self.settings)
+            await self.svc.start()
+            self.admin_key = await bootstrap(self.svc)
+            self.node = Node(self.svc)
+            await self.node.start(self.socks)
+            from mailwright.runtime.background import start_background
+
+            self._bg = await start_background(self.svc)
+
+        self.call(go())
+        return self
+
+    def stop(self) -> None:
+        async def go() -> None:
+            for t in getattr(self, "_bg", []):
+                t.cancel()
+            if self.node is not None:
+                await self.node.stop(grace=2)
+            if self.svc is not None:
+                await self.svc.close()
+
+        try:
+            self.call(go(), timeout=20)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+            for s in self.socks.values():
+                s.close()
+
+    def api(self, key: str | None = None) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.base_url, headers={"Authorization": f"Bearer {key or self.admin_key}"}, timeout=30
+        )
+
+    def run(self, fn: Callable[[Services], Awaitable[T]]) -> T:
+        """Run a service-level coroutine inside the server's loop (setup and inspection only)."""
+        assert self.svc is not None
+        return self.call(fn(self.svc))
+
+
+class ServeProcess:
+    """`python -m mailwright serve` as a child process, for crash/restart and CLI tests."""
+
+    def __init__(
+        self, data_dir: Path, database_url: str, extra_env: dict[str, str] | None = None, args: list[str] | None = None
+    ) -> None:
+        self.data_dir = data_dir
+        self.database_url = database_url
+        self.ports = {name: free_port() for name in LISTENERS}
+        self.extra_env = extra_env or {}
+        self.args = args or []
+        self.proc: subprocess.Popen[str] | None = None
+        self.output = ""
+
+    def command(self) -> list[str]:
+        cmd = [
+            sys.executable,
+            "-m",
+            "mailwright",
+            "serve",
+            "--data-dir",
+            str(self.data_dir),
+            "--database-url",
+            self.database_url,
+            "--hostname",
+            "mx.test.local",
+        ]
+        for name, port in self.ports.items():
+            cmd += [f"--{name}-port", str(port)]
+        return cmd + self.args
+
+    def start(self, timeout: float = 30) -> ServeProcess:
+        env = {**os.environ, **self.extra_env}
+        self.proc = subprocess.Popen(
+            self.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self.output += self.proc.stdout.read() if self.proc.stdout else ""
+                raise RuntimeError(f"serve exited with {self.proc.returncode}: {self.output}")
+            try:
+                r = httpx.get(f"http://127.0.0.1:{self.ports['http']}/health", timeout=1)
+                if r.status_code == 200 and self._smtp_up():
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("serve did not come up")
+
+    def _smtp_up(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.ports["smtp"]), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def read_output(self) -> str:
+        assert self.proc is not None and self.proc.stdout is not None
+        return self.proc.stdout.read()
+
+    def kill(self, sig: int = signal.SIGKILL) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        code = self.proc.wait(30)
+        if self.proc.stdout:
+            self.output += self.proc.stdout.read()
+        return code
