@@ -132,7 +132,7 @@ async def delete_messages(s: AsyncSession, principal_id: str, message_ids: list[
     freed = sum(int(r[1]) for r in rows)
     await s.execute(delete(Message).where(Message.id.in_([r[0] for r in rows])))
     await s.execute(update(Principal).where(Principal.id == principal_id).values(
-        used_bytes=func.max(Principal.used_bytes - freed, 0) if s.bind.dialect.name == "sqlite"
+        used_bytes=func.max(Principal.used_bytes - freed, 0) if s.get_bind().dialect.name == "sqlite"
         else func.greatest(Principal.used_bytes - freed, 0)))
     return await unreferenced_blobs(s, {str(r[2]) for r in rows})
 
