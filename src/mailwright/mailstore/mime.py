@@ -132,7 +132,7 @@ def _wire(s: str) -> bytes:
 
 
 def _literal(b: bytes) -> str:
-    return "{%d}\r\n" % len(b) + _s(b)
+    return f"{{{len(b)}}}\r\n" + _s(b)
 
 
 def _nstring(s: str | None) -> str:
@@ -194,8 +194,9 @@ def _header_fields(block: bytes) -> list[tuple[str, bytes]]:
 
     Value = text after the colon with leading LWSP skipped, continuation lines appended after a
     bare ``\n`` (Dovecot's full_value: CR dropped, LF kept -- it matters, because Subject and
-    address names go through imap_append_string_for_humans, which turns a fold into a literal).  Lines without a colon are kept
-    with an empty name so continuation lines after them are not glued to the previous field."""
+    address names go through imap_append_string_for_humans, which turns a fold into a literal).
+    Lines without a colon are kept with an empty name so continuation lines after them are not
+    glued to the previous field."""
     out: list[tuple[str, bytes]] = []
     if not block:
         return out
@@ -355,7 +356,7 @@ def _params(s: str, i: int) -> list[tuple[str, str]]:
                 for m in range(k, j):
                     v = ext[m][3]
                     if not ext[m][2] and have_ext:
-                        v = "".join(c if c.isalnum() or c in "-._~" else "%%%02X" % ord(c) for c in v)
+                        v = "".join(c if c.isalnum() or c in "-._~" else f"%{ord(c):02X}" for c in v)
                     parts.append(v)
                 plain.append((ext[k][0] + ("*" if have_ext else ""), "".join(parts)))
             k = j
@@ -598,7 +599,7 @@ def _addr_list_imap(addrs: list[_Addr]) -> str:
         return "NIL"
     parts = ["("]
     for name, route, mbox, dom in addrs:
-        parts.append("(%s %s %s %s)" % (_human(name), _nstring(route), _nstring(mbox), _nstring(dom)))
+        parts.append(f"({_human(name)} {_nstring(route)} {_nstring(mbox)} {_nstring(dom)})")
     parts.append(")")
     return "".join(parts)
 
@@ -864,7 +865,7 @@ def _envelope(fields: list[tuple[str, bytes]]) -> str:
         return None if v is None else _s(v)
 
     frm = addrs.get("from") or []
-    return "(%s %s %s %s %s %s %s %s %s %s)" % (
+    items = (
         _nstring(one("date")),
         _human(one("subject")),
         _addr_list_imap(frm),
@@ -876,6 +877,7 @@ def _envelope(fields: list[tuple[str, bytes]]) -> str:
         _nstring(one("in-reply-to")),
         _nstring(one("message-id")),
     )
+    return "(" + " ".join(items) + ")"
 
 
 def _structure(p: _Part, data: bytes, ext: bool) -> str:
@@ -899,20 +901,14 @@ def _structure(p: _Part, data: bytes, ext: bool) -> str:
     else:
         head = _nstring(p.ctype) + " " + _nstring(p.csub or "")
         text = p.ctype.lower() == "text"
-    s = "%s %s %s %s %s %d" % (
-        head,
-        _params_imap(p.params, text),
-        _nstring(p.cid),
-        _nstring(p.desc),
-        _nstring(p.cte) if p.cte is not None else '"7bit"',
-        size,
-    )
+    cte = _nstring(p.cte) if p.cte is not None else '"7bit"'
+    s = f"{head} {_params_imap(p.params, text)} {_nstring(p.cid)} {_nstring(p.desc)} {cte} {size}"
     lines = data.count(b"\n", p.body_start, p.body_end)
     if text:
-        s += " %d" % lines
+        s += f" {lines}"
     elif p.rfc822:
         child = p.children[0] if p.children else _Part(p.body_start)
-        s += " %s (%s) %d" % (_envelope(child.fields), _structure(child, data, ext), lines)
+        s += f" {_envelope(child.fields)} ({_structure(child, data, ext)}) {lines}"
     if ext:
         s += " " + _nstring(p.md5) + _common_ext(p)
     return s
@@ -1293,12 +1289,13 @@ def _filter_header(block: bytes, names: str, negate: bool) -> bytes:
     one (both as Dovecot 2.3 does)."""
     wanted = {_s(x).strip('"').lower() for x in re.findall(rb'"[^"]*"|[^\s"]+', _wire(names))}
     eoh = block == b"\r\n" or block.endswith(b"\r\n\r\n")
+    complete = not block or block.endswith(b"\r\n")
     if block.endswith(b"\r\n\r\n"):
         block = block[:-4]
     elif block.endswith(b"\r\n"):
         block = block[:-2]
     out = [raw for name, raw in _header_lines(block) if name and ((name in wanted) != negate)]
-    if eoh or not negate:
+    if eoh or (not negate and (complete or out)):
         out.append(b"\r\n")
     return b"".join(out)
 
@@ -1352,27 +1349,59 @@ def fetch_section(raw: bytes, section: str) -> bytes | None:
         return None
 
 
+def _leaves(p: _Part) -> list[_Part]:
+    if p.multipart or p.rfc822:
+        return [x for c in p.children for x in _leaves(c)]
+    return [p]
+
+
+def _binary_message(data: bytes, root: _Part, start: int = 0, end: int | None = None) -> bytes | None:
+    """``BINARY[]``: like Dovecot, every base64/QP leaf is decoded in place and its
+    Content-Transfer-Encoding header is moved to the end of its header as ``binary``."""
+    out: list[bytes] = []
+    pos = start
+    for leaf in _leaves(root):
+        c = (leaf.cte or "7bit").lower()
+        if c in ("7bit", "8bit", "binary"):
+            continue
+        dec = _cte_decode(data[leaf.body_start : leaf.body_end], leaf.cte)
+        if dec is None:
+            return None
+        block = data[leaf.hdr_start : leaf.hdr_end]
+        eoh = block.endswith(b"\r\n\r\n") or block == b"\r\n"
+        body_lines = block[:-2] if eoh else block
+        if body_lines.endswith(b"\r\n"):
+            body_lines = body_lines[:-2]
+        kept = [raw for name, raw in _header_lines(body_lines) if name != "content-transfer-encoding"]
+        kept.append(b"Content-Transfer-Encoding: binary\r\n")
+        if eoh:
+            kept.append(b"\r\n")
+        out.append(data[pos : leaf.hdr_start])
+        out.extend(kept)
+        out.append(dec)
+        pos = leaf.body_end
+    out.append(data[pos:end])
+    return b"".join(out)
+
+
 def fetch_binary(raw: bytes, part: str) -> bytes | None:
     """IMAP ``BINARY[part]``: the part body with its Content-Transfer-Encoding removed.
 
-    ``""`` is the whole message.  Multipart and message/rfc822 parts are returned as they are.
+    ``""`` is the whole message.  For the whole message and for multipart/message parts every
+    base64/QP leaf inside is decoded in place with its header rewritten (Dovecot does the same).
     None for a part that does not exist or has an unknown CTE (the server answers
     ``NO [UNKNOWN-CTE]``).  Corrupt base64/QP is decoded leniently (Dovecot answers
     ``NO [PARSE]`` there instead)."""
     try:
         data = _normalize(raw)
         root, _b, _bi = _Parser(data).entity(0, [], False, 0)
-        p = root if part.strip() == "" else _find_part(root, part.strip())
+        if part.strip() == "":
+            return _binary_message(data, root)
+        p = _find_part(root, part.strip())
         if p is None:
             return None
-        if part.strip() == "":
-            if p.multipart or p.rfc822:
-                return data
-            dec = _cte_decode(data[p.body_start : p.body_end], p.cte)
-            return None if dec is None else data[p.hdr_start : p.hdr_end] + dec
-        body = data[p.body_start : p.body_end]
         if p.multipart or p.rfc822:
-            return body
-        return _cte_decode(body, p.cte)
+            return _binary_message(data, p, p.body_start, p.body_end)
+        return _cte_decode(data[p.body_start : p.body_end], p.cte)
     except Exception:  # noqa: BLE001
         return None
