@@ -51,7 +51,6 @@ import html
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.header import decode_header
 from email.utils import parsedate_to_datetime
 
 __all__ = [
@@ -135,10 +134,15 @@ def _literal(b: bytes) -> str:
     return f"{{{len(b)}}}\r\n" + _s(b)
 
 
+_QSAFE_RE = re.compile(r"[\x01-\x09\x0b\x0c\x0e-\x21\x23-\x5b\x5d-\x7f]*")
+
+
 def _nstring(s: str | None) -> str:
     """``imap_append_nstring_nolf``: CR/LF removed; quoted unless 8-bit/NUL or >4 escapes."""
     if s is None:
         return "NIL"
+    if _QSAFE_RE.fullmatch(s):
+        return '"' + s + '"'
     if "\r" in s or "\n" in s:
         s = s.replace("\r", "").replace("\n", "")
     if s.isascii():
@@ -217,11 +221,16 @@ def _header_fields(block: bytes) -> list[tuple[str, bytes]]:
 # --------------------------------------------------------------------------------------------
 # RFC 822 tokenising for Content-* values (rfc822-parser.c)
 
-_TSPECIALS = set('()<>@,;:\\"/[]?=')
+
+_LWSP_RE = re.compile(r"[ \t\r\n]*")
 
 
 def _skip_cfws(s: str, i: int) -> int:
+    """Skip whitespace and (nested) comments."""
+    i = _LWSP_RE.match(s, i).end()  # type: ignore[union-attr]
     n = len(s)
+    if i >= n or s[i] != "(":
+        return i
     while i < n:
         c = s[i]
         if c in " \t\r\n":
@@ -246,14 +255,11 @@ def _skip_cfws(s: str, i: int) -> int:
     return i
 
 
+_TOKEN_RE = re.compile(r'[^\x00-\x20()<>@,;:\\"/\[\]?=\x7f]*')
+
+
 def _mime_token(s: str, i: int) -> tuple[str, int]:
-    j = i
-    n = len(s)
-    while j < n:
-        c = s[j]
-        if c in _TSPECIALS or c <= " " or c == "\x7f":
-            break
-        j += 1
+    j = _TOKEN_RE.match(s, i).end()  # type: ignore[union-attr]
     return s[i:j], j
 
 
@@ -278,6 +284,9 @@ def _quoted(s: str, i: int) -> tuple[str, int]:
 def _content_type(value: str) -> tuple[str, str | None, list[tuple[str, str]], bool]:
     """(type, subtype or None, params, ok).  Dovecot keeps the case as given; broken values keep
     what could be parsed and get no parameters."""
+    m = _FAST_CT_RE.match(value)
+    if m is not None and (m.end() >= len(value) or value[m.end()] == ";"):
+        return m.group(1), m.group(2), _params(value, m.end()), True
     i = _skip_cfws(value, 0)
     typ, i = _mime_token(value, i)
     if not typ:
@@ -293,8 +302,28 @@ def _content_type(value: str) -> tuple[str, str | None, list[tuple[str, str]], b
     return typ, sub, _params(value, i), True
 
 
+_TOK = r'[^\x00-\x20()<>@,;:\\"/\[\]?=\x7f]+'
+_FAST_PARAM_RE = re.compile(
+    r"[ \t\n]*;[ \t\n]*(" + _TOK + r')[ \t\n]*=[ \t\n]*(?:"((?:[^"\\\r\n]|\\.)*)"|(' + _TOK + r"))[ \t\n]*"
+)
+_FAST_CT_RE = re.compile(r"[ \t\n]*(" + _TOK + r")[ \t\n]*/[ \t\n]*(" + _TOK + r")[ \t\n]*")
+_UNESCAPE_RE = re.compile(r"\\(.)")
+
+
 def _params(s: str, i: int) -> list[tuple[str, str]]:
     """``rfc2231_parse``: ``; key=value`` pairs, then RFC 2231 continuations merged (appended)."""
+    # fast path: well-formed, comment-free parameters without RFC 2231 syntax
+    fast: list[tuple[str, str]] = []
+    j, n = i, len(s)
+    while j < n:
+        m = _FAST_PARAM_RE.match(s, j)
+        if m is None:
+            break
+        q = m.group(2)
+        fast.append((m.group(1), m.group(3) if q is None else (_UNESCAPE_RE.sub(r"\1", q) if "\\" in q else q)))
+        j = m.end()
+    if j >= n and not any("*" in k for k, _ in fast):
+        return fast
     plain: list[tuple[str, str]] = []
     ext: list[tuple[str, int, bool, str]] = []
     n = len(s)
@@ -346,16 +375,16 @@ def _params(s: str, i: int) -> list[tuple[str, str]]:
                 nxt += 1
                 j += 1
             if not ok:
-                for m in range(k, j):
-                    kk, idx, e, v = ext[m]
+                for x in range(k, j):
+                    kk, idx, e, v = ext[x]
                     plain.append((f"{kk}*{idx}*" if e else f"{kk}*{idx}", v))
             else:
                 parts: list[str] = []
                 if not ext[k][2] and have_ext:
                     parts.append("''")
-                for m in range(k, j):
-                    v = ext[m][3]
-                    if not ext[m][2] and have_ext:
+                for x in range(k, j):
+                    v = ext[x][3]
+                    if not ext[x][2] and have_ext:
                         v = "".join(c if c.isalnum() or c in "-._~" else f"%{ord(c):02X}" for c in v)
                     parts.append(v)
                 plain.append((ext[k][0] + ("*" if have_ext else ""), "".join(parts)))
@@ -612,9 +641,27 @@ class _Part:
     """One MIME entity: byte ranges are on the (normalised) message."""
 
     __slots__ = (
-        "hdr_start", "hdr_end", "body_start", "body_end", "fields", "ctype", "csub", "params",
-        "ct_ok", "multipart", "rfc822", "children", "disp", "lang", "cid", "desc", "loc", "md5",
-        "cte", "boundary", "outer_end",
+        "hdr_start",
+        "hdr_end",
+        "body_start",
+        "body_end",
+        "fields",
+        "ctype",
+        "csub",
+        "params",
+        "ct_ok",
+        "multipart",
+        "rfc822",
+        "children",
+        "disp",
+        "lang",
+        "cid",
+        "desc",
+        "loc",
+        "md5",
+        "cte",
+        "boundary",
+        "outer_end",
     )
 
     def __init__(self, start: int) -> None:
@@ -645,11 +692,14 @@ class _Part:
         return not self.rfc822 and (self.ctype is None or self.ctype.lower() == "text")
 
     def mime_type(self) -> str:
+        """Lowercase type/subtype for JMAP/REST (broken values mapped to sane defaults)."""
         if self.rfc822:
             return "message/rfc822"
-        if self.ctype is None:
+        if self.ctype is None or (self.ctype.lower() == "text" and not self.csub):
             return "text/plain"
-        return f"{self.ctype}/{self.csub or ''}".lower()
+        if not self.ctype or not self.csub:
+            return "application/octet-stream"
+        return f"{self.ctype}/{self.csub}".lower()
 
 
 class _Parser:
@@ -852,6 +902,11 @@ def _common_ext(p: _Part) -> str:
 
 
 def _envelope(fields: list[tuple[str, bytes]]) -> str:
+    return _envelope_and_addrs(fields)[0]
+
+
+def _envelope_and_addrs(fields: list[tuple[str, bytes]]) -> tuple[str, dict[str, list[_Addr]]]:
+    """ENVELOPE text, plus the parsed address headers (so they are parsed only once)."""
     single: dict[str, bytes] = {}
     addrs: dict[str, list[_Addr]] = {}
     for name, raw in fields:
@@ -877,7 +932,7 @@ def _envelope(fields: list[tuple[str, bytes]]) -> str:
         _nstring(one("in-reply-to")),
         _nstring(one("message-id")),
     )
-    return "(" + " ".join(items) + ")"
+    return "(" + " ".join(items) + ")", addrs
 
 
 def _structure(p: _Part, data: bytes, ext: bool) -> str:
@@ -958,6 +1013,58 @@ def _charset_decode(b: bytes, charset: str | None) -> str:
         return b.decode("utf-8", "replace")
 
 
+_EW_RE = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
+
+
+def _decode_words(s: str) -> str:
+    """RFC 2047: decode encoded-words; whitespace between adjacent words is dropped, and
+    adjacent words in the same charset are joined *before* charset decoding (a multi-byte
+    character may be split across words).  Hand-written because email.header is slow and
+    raises on junk."""
+    if "=?" not in s:
+        return s
+    out: list[str] = []
+    pend_cs: str | None = None
+    pend: list[bytes] = []
+    pos = 0
+
+    def flush() -> None:
+        nonlocal pend_cs
+        if pend_cs is not None:
+            out.append(_charset_decode(b"".join(pend), pend_cs))
+            pend.clear()
+            pend_cs = None
+
+    for m in _EW_RE.finditer(s):
+        gap = s[pos : m.start()]
+        if gap and not (pend_cs is not None and gap.strip(" \t\r\n") == ""):
+            flush()
+            out.append(gap)
+        cs = m.group(1).split("*", 1)[0]
+        txt = m.group(3)
+        try:
+            if m.group(2) in "bB":
+                clean = re.sub(r"[^A-Za-z0-9+/]", "", txt)
+                if len(clean) % 4 == 1:
+                    clean = clean[:-1]
+                b = base64.b64decode(clean + "=" * (-len(clean) % 4))
+            else:
+                b = binascii.a2b_qp(txt.encode("ascii", "replace"), header=True)
+        except (binascii.Error, ValueError):
+            flush()
+            out.append(m.group(0))
+            pos = m.end()
+            continue
+        if pend_cs is not None and pend_cs.lower() != cs.lower():
+            flush()
+        pend_cs = cs
+        pend.append(b)
+        pos = m.end()
+    flush()
+    out.append(s[pos:])
+    return "".join(out)
+
+
 def _decode_header(raw: bytes) -> str:
     """RFC 2047 decode; raw 8-bit taken as UTF-8 (else cp1252).  Folding removed."""
     raw = raw.replace(b"\n", b"")
@@ -965,26 +1072,7 @@ def _decode_header(raw: bytes) -> str:
         s = raw.decode("utf-8")
     except UnicodeDecodeError:
         s = raw.decode("cp1252", "replace")
-    if "=?" not in s:
-        return s
-    try:
-        chunks = decode_header(s)
-        out: list[str] = []
-        prev_enc = False
-        for text, cs in chunks:
-            if isinstance(text, str):
-                out.append(text)
-                prev_enc = False
-                continue
-            enc = cs is not None
-            piece = _charset_decode(text, cs) if enc else text.decode("utf-8", "replace")
-            if out and not (enc and prev_enc) and not piece[:1].isspace() and not out[-1][-1:].isspace():
-                out.append(" ")
-            out.append(piece)
-            prev_enc = enc
-        return "".join(out)
-    except Exception:  # noqa: BLE001 - email.header is not robust against junk
-        return s
+    return _decode_words(s)
 
 
 def _param(params: list[tuple[str, str]], name: str) -> str | None:
@@ -1073,11 +1161,13 @@ def _collect(p: _Part, num: str, data: bytes, acc: _Acc, in_attached: bool) -> N
             _collect(child, here if child.multipart else here + ".1", data, acc, True)
         return
     mt = p.mime_type()
-    is_body = p.is_text and disp != "attachment" and fname is None and mt in ("text/plain", "text/html", "text/")
-    if is_body or (p.is_text and disp != "attachment" and mt in ("text/plain", "text/html")):
+    if disp != "attachment" and mt in ("text/plain", "text/html"):
         raw = data[p.body_start : min(p.body_end, p.body_start + MAX_DECODE)]
         dec = _cte_decode(raw, p.cte)
         text = _charset_decode(dec if dec is not None else raw, _param(p.params, "charset"))
+        text = text.replace("\r\n", "\n")
+        if not text:
+            return
         if mt == "text/html":
             if not in_attached:
                 acc.html.append(text)
@@ -1120,19 +1210,29 @@ def _msgids(raw: bytes | None) -> list[str]:
     return ["".join(m.split()) for m in _MSGID_RE.findall(_s(raw)) if len(m) > 2]
 
 
-def _addr_specs(fields: list[tuple[str, bytes]], name: str) -> list[_Addr]:
-    out: list[_Addr] = []
-    for k, v in fields:
-        if k == name:
-            out.extend(_parse_addresses(_s(v)))
-    return out
+_DOT_ATOM_RE = re.compile(
+    r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~\x80-\U0010ffff]+(?:\.[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~\x80-\U0010ffff]+)*"
+)
 
 
 def _spec(a: _Addr) -> str | None:
+    """Lowercased addr-spec, local part re-quoted when it is not a dot-atom."""
     _n, _r, mbox, dom = a
     if mbox is None or dom is None or mbox == MISSING_MAILBOX or dom == MISSING_DOMAIN:
         return None
+    if not _DOT_ATOM_RE.fullmatch(mbox):
+        mbox = '"' + mbox.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return f"{mbox}@{dom}".lower()
+
+
+def _preview(text: str) -> str:
+    """First PREVIEW_LEN chars with whitespace collapsed, without collapsing the whole body."""
+    take = PREVIEW_LEN * 2
+    while True:
+        pv = _WS_RE.sub(" ", text[:take]).strip()
+        if len(pv) >= PREVIEW_LEN or take >= len(text):
+            return pv[:PREVIEW_LEN].rstrip()
+        take *= 4
 
 
 def _parse(raw: bytes) -> ParsedMessage:
@@ -1140,13 +1240,13 @@ def _parse(raw: bytes) -> ParsedMessage:
     parser = _Parser(data)
     root, _b, _bi = parser.entity(0, [], False, 0)
     fields = root.fields
-    envelope = _envelope(fields)
+    envelope, addrs = _envelope_and_addrs(fields)
     bodystructure = "(" + _structure(root, data, True) + ")"
     body = "(" + _structure(root, data, False) + ")"
 
     subj_raw = _header_value(fields, "subject")
     subject = _WS_RE.sub(" ", _decode_header(subj_raw)).strip() if subj_raw is not None else ""
-    froms = [a for a in _addr_specs(fields, "from") if a[2] is not None and a[3] is not None]
+    froms = [a for a in addrs.get("from", []) if a[2] is not None and a[3] is not None]
     from_addr = next((s for s in (_spec(a) for a in froms) if s), "")
     disp_parts = []
     for a in froms:
@@ -1154,8 +1254,8 @@ def _parse(raw: bytes) -> ParsedMessage:
         name = _WS_RE.sub(" ", _decode_header(_wire(a[0]))).strip() if a[0] else ""
         disp_parts.append(f"{name} <{spec}>" if name else spec)
     from_display = ", ".join(disp_parts)
-    to_addrs = [s for s in (_spec(a) for a in _addr_specs(fields, "to")) if s]
-    cc_addrs = [s for s in (_spec(a) for a in _addr_specs(fields, "cc")) if s]
+    to_addrs = [s for s in (_spec(a) for a in addrs.get("to", [])) if s]
+    cc_addrs = [s for s in (_spec(a) for a in addrs.get("cc", [])) if s]
     mid = _msgids(_header_value(fields, "message-id"))
     sent: datetime | None = None
     date_raw = _header_value(fields, "date")
@@ -1172,12 +1272,12 @@ def _parse(raw: bytes) -> ParsedMessage:
     text_body = "\n".join(acc.text) if acc.text else None
     html_body = "\n".join(acc.html) if acc.html else None
     if text_body is not None:
-        pv = text_body[: PREVIEW_LEN * 8]
+        pv = text_body
     elif html_body is not None:
-        pv = _html_to_text(html_body[: PREVIEW_LEN * 32])
+        pv = _html_to_text(html_body[: PREVIEW_LEN * 64])
     else:
         pv = ""
-    preview = _WS_RE.sub(" ", pv).strip()[:PREVIEW_LEN]
+    preview = _preview(pv)
     hdr_text = [subject, from_display]
     for nm in ("to", "cc"):
         v = _header_value(fields, nm)
