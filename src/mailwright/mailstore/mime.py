@@ -765,7 +765,12 @@ class _Parser:
                 p.outer_end = b  # the stolen CRLF goes to the parent's body
             return p, b, bi
         p.body_start = hdr_end
-        nested_ok = depth < MAX_NESTED_PARTS and self.total < MAX_TOTAL_PARTS
+        nested_ok = depth + 1 < MAX_NESTED_PARTS and self.total < MAX_TOTAL_PARTS
+        if not nested_ok and ((p.multipart and p.boundary is not None) or p.rfc822):
+            # too deep: Dovecot stops nesting and shows the part as application/octet-stream
+            # (parameters kept); its body is then an ordinary leaf body
+            p.multipart = p.rfc822 = False
+            p.ctype, p.csub = "application", "octet-stream"
         if p.multipart and p.boundary is not None and nested_ok:
             return self.multipart_body(p, bounds, depth)
         if p.rfc822 and nested_ok:
