@@ -84,6 +84,7 @@ def message_row(principal_id: str, blob_hash: str, raw_size: int, parsed: Parsed
         references=" ".join(parsed.references) or None,
         sent_date=parsed.sent_date,
         preview=parsed.preview,
+        search_text=parsed.search_text,
         has_attachment=bool(parsed.attachments),
         thread_id=thread_id,
         mail_from=mail_from,

@@ -64,6 +64,7 @@ class Message(Base):
     references: Mapped[str | None] = mapped_column(Text)  # space-separated msg-ids
     sent_date: Mapped[datetime | None] = mapped_column(UTCDateTime)
     preview: Mapped[str] = mapped_column(Text, default="")
+    search_text: Mapped[str | None] = mapped_column(Text, nullable=True)  # decoded text for SEARCH BODY/TEXT
     has_attachment: Mapped[bool] = mapped_column(Boolean, default=False)
     thread_id: Mapped[str] = mapped_column(String(36))
     mail_from: Mapped[str | None] = mapped_column(String(320))  # envelope sender, if received by SMTP
