@@ -1,10 +1,16 @@
-"""Delivery models: the durable outbound queue and send-rate counters."""
+"""Delivery models: the durable outbound queue and send-rate counters.
+
+A queued message is its blob (content-addressed, fsynced) plus one row here; each envelope
+recipient has its own row with its own status, attempt count, next attempt time and lease, so
+one slow or failing destination never holds the others back. A message row is deleted when no
+recipient is pending any more (as Postfix removes a queue file once every recipient is done).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mailwright.storage.models.base import Base, BigIntPK, UTCDateTime, utcnow
@@ -16,7 +22,7 @@ class QueuedMessage(Base):
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     tenant_id: Mapped[str | None] = mapped_column(String(36), index=True)
     principal_id: Mapped[str | None] = mapped_column(String(36))
-    blob_hash: Mapped[str] = mapped_column(String(64))
+    blob_hash: Mapped[str] = mapped_column(String(64), index=True)
     size: Mapped[int] = mapped_column(BigInteger, default=0)
     mail_from: Mapped[str] = mapped_column(String(320))  # "" for bounces
     kind: Mapped[str] = mapped_column(String(16), default="submission")  # submission | forward | dsn
@@ -36,7 +42,10 @@ class QueuedRecipient(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_error: Mapped[str | None] = mapped_column(Text)
+    remote_mta: Mapped[str | None] = mapped_column(String(255))  # the host that gave the last answer
+    dsn_sent: Mapped[bool] = mapped_column(Boolean, default=False)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)  # a worker owns it until then
+    lease_token: Mapped[str | None] = mapped_column(String(36))  # which claim owns it
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
