@@ -43,6 +43,18 @@ class Settings(BaseSettings):
     admin_token: str | None = None
     workers: int = 1
 
+    # Outbound delivery (delivery/): MX port, per-domain next hops like Postfix's transport_maps
+    # ({"b.test": "b.test:2525"}, "[host]:port" skips the MX lookup), retry backoff base/cap,
+    # how often the runner looks for due mail, and the SRS secret (empty = <data_dir>/srs.key).
+    outbound_port: int = 25
+    transport_map: dict[str, str] = Field(default_factory=dict)
+    queue_retry_base_seconds: float = 60.0
+    queue_retry_max_seconds: float = 3600.0
+    queue_poll_seconds: float = 5.0
+    outbound_timeout_seconds: float = 60.0
+    outbound_concurrency: int = 20
+    srs_secret: str = ""
+
     # Limits (per account unless noted).
     max_message_size: int = 50 * 1024 * 1024
     default_quota_bytes: int = 0  # 0 = unlimited
