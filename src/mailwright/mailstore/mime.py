@@ -978,19 +978,38 @@ def _structure(p: _Part, data: bytes, ext: bool) -> str:
 # Decoding helpers (bodies, headers) -- best effort, never raising
 
 
+_B64_JUNK_RE = re.compile(rb"[^A-Za-z0-9+/]")
+_B64_PAD_RE = re.compile(rb"=+")
+
+
+def _b64_lenient(body: bytes) -> bytes:
+    """base64 that never fails: junk ignored, padding in the middle restarts decoding."""
+    if b"=" not in body.rstrip(b"\r\n\t =") and b"=" not in body[:-4].rstrip(b"\r\n\t ="):
+        clean = _B64_JUNK_RE.sub(b"", body)
+        if len(clean) % 4 == 0:
+            try:
+                return binascii.a2b_base64(clean)
+            except (binascii.Error, ValueError):
+                pass
+    out = bytearray()
+    for chunk in _B64_PAD_RE.split(body):
+        clean = _B64_JUNK_RE.sub(b"", chunk)
+        if len(clean) % 4 == 1:
+            clean = clean[:-1]
+        if clean:
+            try:
+                out += binascii.a2b_base64(clean + b"=" * (-len(clean) % 4))
+            except (binascii.Error, ValueError):
+                pass
+    return bytes(out)
+
+
 def _cte_decode(body: bytes, cte: str | None) -> bytes | None:
     c = (cte or "7bit").lower()
     if c in ("7bit", "8bit", "binary"):
         return body
     if c == "base64":
-        clean = re.sub(rb"[^A-Za-z0-9+/]", b"", body)
-        if len(clean) % 4 == 1:
-            clean = clean[:-1]
-        pad = (-len(clean)) % 4
-        try:
-            return base64.b64decode(clean + b"=" * pad)
-        except (binascii.Error, ValueError):
-            return b""
+        return _b64_lenient(body)
     if c == "quoted-printable":
         try:
             return binascii.a2b_qp(body)
@@ -999,22 +1018,34 @@ def _cte_decode(body: bytes, cte: str | None) -> bytes | None:
     return None
 
 
+_CHARSET_ALIASES = {
+    "ks_c_5601-1987": "cp949",
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "iso-8859-8-i": "iso-8859-8",
+    "x-sjis": "shift_jis",
+    "x-mac-roman": "mac-roman",
+    "windows-874": "cp874",
+}
+
+
 def _charset_decode(b: bytes, charset: str | None) -> str:
+    """Best effort: unknown or non-text charsets fall back to UTF-8, then cp1252."""
     cs = (charset or "").strip().strip('"').lower()
-    if cs in ("", "us-ascii", "ascii", "unknown-8bit", "x-unknown"):
-        cs = "utf-8"
+    cs = _CHARSET_ALIASES.get(cs, cs)
     try:
-        codecs.lookup(cs)
-    except LookupError:
+        info = codecs.lookup(cs) if cs not in ("", "us-ascii", "ascii", "unknown-8bit", "x-unknown") else None
+        cs = info.name if info is not None and getattr(info, "_is_text_encoding", True) else "utf-8"
+    except (LookupError, ValueError, TypeError):
         cs = "utf-8"
-    if cs in ("utf-8", "utf8"):
+    if cs == "utf-8":
         try:
             return b.decode("utf-8")
         except UnicodeDecodeError:
             return b.decode("cp1252", "replace")
     try:
         return b.decode(cs, "replace")
-    except (LookupError, ValueError, TypeError):
+    except Exception:  # noqa: BLE001 - a codec may fail in its own ways
         return b.decode("utf-8", "replace")
 
 

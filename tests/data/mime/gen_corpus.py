@@ -1,6 +1,6 @@
 """Generate the MIME corpus (bytes written exactly; '\n' in templates becomes CRLF unless LF-only)."""
 import base64, pathlib
-D = pathlib.Path("/work/main/tests/data/mime")
+D = pathlib.Path(__file__).resolve().parent
 def w(name, text, crlf=True, raw=None):
     data = raw if raw is not None else text.encode("utf-8", "surrogateescape")
     if raw is None and crlf:
