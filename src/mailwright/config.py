@@ -62,6 +62,16 @@ class Settings(BaseSettings):
     send_per_day: int = 7200
     password_min_length: int = 8
 
+    # SMTP protocol limits (see smtp/limits.py for what each one answers).
+    smtp_timeout: float = 300.0  # seconds of client silence before we hang up (RFC 5321 4.5.3.2)
+    smtp_data_timeout: float = 600.0  # the whole DATA phase
+    smtp_max_recipients: int = 100  # RCPT per message (RFC 5321 minimum); more -> 452 4.5.3
+    smtp_max_commands: int = 10000  # commands per connection
+    smtp_max_errors: int = 20  # 4xx/5xx replies per connection before 421
+    smtp_max_line_length: int = 10000  # octets per DATA line (RFC says 1000; we are lenient, bounded)
+    smtp_verify_inbound: bool = True  # SPF/DKIM/DMARC at the MX
+    smtp_save_sent: bool = False  # submission: file a Sent copy for every message (else only on request)
+
     # Argon2id cost: OWASP's minimum profile (m=19 MiB, t=2, p=1) keeps a login at ~15 ms.
     argon2_time_cost: int = 2
     argon2_memory_kib: int = 19456

@@ -1,0 +1,308 @@
+"""Our aiosmtpd protocol: the ESMTP dialect, DATA reading and per-connection limits.
+
+aiosmtpd parses commands; this subclass changes what it does not do the way an MX must:
+
+- **EHLO** advertises PIPELINING, SIZE, 8BITMIME, SMTPUTF8, ENHANCEDSTATUSCODES, STARTTLS
+  (until TLS is up) and, on submission only once TLS is up, ``AUTH PLAIN LOGIN``.
+  aiosmtpd already processes pipelined commands (it reads one line at a time from a stream);
+  it just never said so.
+- **Enhanced status codes** (RFC 2034/3463) are added to every 2xx/4xx/5xx reply that lacks
+  one, except the greeting and the HELO/EHLO answer, as the RFC asks.
+- **DATA** is read in chunks and searched for ``CRLF.CRLF`` only, at C speed (aiosmtpd's
+  line-at-a-time loop costs milliseconds per 100 KiB). SMTP smuggling: a bare LF or bare CR
+  never ends a line, so ``\\n.\\n``, ``\\r.\\r`` and ``\\n.\\r\\n`` are message content. After
+  dot-unstuffing, bare LFs are turned into CRLF (Postfix 3.9 ``smtpd_forbid_bare_newline =
+  normalize``) so that what we store - and may forward - has one line-ending convention, and
+  a forwarded copy dot-stuffs such lines instead of passing the trick on. The size limit is
+  enforced while reading: past it the rest is read and discarded, then 552 5.3.4.
+- **Limits** (see limits.py): too many errors or commands -> 421 and hang up; idle and DATA
+  timeouts close the connection (421 4.4.2 for DATA).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import re
+import ssl
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, syntax
+
+from mailwright.smtp.limits import SmtpLimits
+
+log = logging.getLogger(__name__)
+
+_HAS_ENHANCED = re.compile(r"^[245]\d\d[ -][245]\.\d{1,3}\.\d{1,3}(?: |$)")
+_REPLY = re.compile(r"^([245])(\d\d)([ -])(.*)$", re.S)
+# Default enhanced codes for aiosmtpd's own replies (RFC 3463).
+_DEFAULT_ENHANCED = {
+    "221": "2.0.0", "235": "2.7.0", "250": "2.0.0", "252": "2.5.0",
+    "421": "4.7.0", "451": "4.3.0", "452": "4.3.1", "454": "4.7.0",
+    "500": "5.5.2", "501": "5.5.4", "502": "5.5.1", "503": "5.5.1", "504": "5.5.4",
+    "530": "5.7.0", "535": "5.7.8", "538": "5.7.11", "550": "5.0.0", "552": "5.3.4",
+    "553": "5.1.3", "554": "5.0.0", "555": "5.5.4",
+}
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+_CHUNK = 1 << 16
+
+
+def add_enhanced_code(status: str) -> str:
+    """``status`` with an RFC 3463 code after the reply code, unless it has one."""
+    if _HAS_ENHANCED.match(status):
+        return status
+    m = _REPLY.match(status)
+    if not m:
+        return status
+    code = m.group(1) + m.group(2)
+    enh = _DEFAULT_ENHANCED.get(code, f"{m.group(1)}.0.0")
+    return f"{code}{m.group(3)}{enh} {m.group(4)}"
+
+
+def tls_description(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> str | None:
+    """Postfix-style ``TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)``."""
+    if ssl_object is None:
+        return None
+    cipher = ssl_object.cipher()
+    version = ssl_object.version() or "TLS"
+    if not cipher:
+        return version
+    name, _, bits = cipher
+    return f"{version} with cipher {name} ({bits}/{bits} bits)"
+
+
+class MailwrightSMTP(SMTP):
+    """One SMTP connection (MX or submission); the handler makes every mail decision."""
+
+    def __init__(
+        self,
+        handler: Any,
+        *,
+        limits: SmtpLimits,
+        hostname: str,
+        tls_context: ssl.SSLContext | None,
+        implicit_tls: bool = False,
+        offer_auth: bool = False,
+        allow_plaintext_auth_on_loopback: bool = False,
+    ) -> None:
+        super().__init__(
+            handler,
+            hostname=hostname,
+            ident="Mailwright ESMTP",
+            data_size_limit=limits.max_message_size,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            tls_context=None if implicit_tls else tls_context,
+            require_starttls=False,
+            timeout=limits.timeout,
+            auth_required=offer_auth,
+            auth_require_tls=True,
+        )
+        if implicit_tls:
+            self._auth_require_tls = False  # the whole connection is TLS
+        self.limits = limits
+        self.implicit_tls = implicit_tls
+        self.offer_auth = offer_auth
+        self._plaintext_loopback = allow_plaintext_auth_on_loopback
+        # aiosmtpd keeps these limits in a class-level dict and grows them on every EHLO;
+        # ours are per connection and fixed (room for SIZE=, BODY=, SMTPUTF8, XSAVESENT).
+        self.command_size_limits = collections.defaultdict(lambda: self.command_size_limit)
+        self.command_size_limits["MAIL"] = self.command_size_limit + 26 + 10 + 15 + 10
+        self._enhanced = False  # off for the greeting; on once the client has said HELO/EHLO
+        self._raw_replies = False
+        self._replies = 0
+        self._errors = 0
+        self._closing = False
+        if not offer_auth:
+            self._auth_methods.clear()
+
+    # --- connection state ------------------------------------------------------------
+
+    @property
+    def client_ip(self) -> str:
+        peer = self.session.peer if self.session is not None else None
+        if isinstance(peer, tuple) and peer:
+            return str(peer[0])
+        return "127.0.0.1" if peer is None else str(peer)
+
+    @property
+    def tls_active(self) -> bool:
+        return self.implicit_tls or self._tls_protocol is not None
+
+    def ssl_object(self) -> Any:
+        if self._tls_protocol is not None and self.session is not None and self.session.ssl:
+            return self.session.ssl.get("ssl_object")
+        if self.implicit_tls and self.transport is not None:
+            return self.transport.get_extra_info("ssl_object")
+        return None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if self.offer_auth and self._plaintext_loopback and not self.tls_active and _is_loopback(self.client_ip):
+            # Local development / benchmarks: AUTH without TLS from 127.0.0.1/::1 only.
+            self._auth_require_tls = False
+
+    def auth_available(self) -> bool:
+        return self.offer_auth and (self.tls_active or not self._auth_require_tls)
+
+    # --- replies ---------------------------------------------------------------------
+
+    async def push(self, status: str | bytes) -> None:
+        if isinstance(status, str) and status[:1] in "245" and status[3:4] in (" ", "-"):
+            final = status[3:4] == " "
+            if self._enhanced and not self._raw_replies:
+                status = add_enhanced_code(status)
+            if final:
+                self._replies += 1
+                if status[0] in "45":
+                    self._errors += 1
+        await super().push(status)  # type: ignore[type-var]
+        if not self._closing and self.transport is not None:
+            if self._errors > self.limits.max_errors:
+                await self._hang_up("421 4.7.0 Too many errors, closing connection")
+            elif self._replies > self.limits.max_commands:
+                await self._hang_up("421 4.7.0 Too many commands, closing connection")
+
+    async def _hang_up(self, status: str) -> None:
+        self._closing = True
+        log.info("%r: %s", self.session.peer if self.session else None, status)
+        try:
+            await super().push(status)
+        finally:
+            if self.transport is not None:
+                self.transport.close()
+
+    # --- commands --------------------------------------------------------------------
+
+    @syntax("HELO hostname")
+    async def smtp_HELO(self, hostname: str) -> None:
+        self._raw_replies = True
+        try:
+            await super().smtp_HELO(hostname)
+        finally:
+            self._raw_replies = False
+        if self.session is not None and self.session.host_name:
+            self._enhanced = True
+
+    @syntax("EHLO hostname")
+    async def smtp_EHLO(self, hostname: str) -> None:
+        if not hostname:
+            await self.push("501 5.5.4 Syntax: EHLO hostname")
+            return
+        self._set_rset_state()
+        assert self.session is not None
+        self.session.extended_smtp = True
+        self.session.host_name = hostname
+        lines = [self.hostname, "PIPELINING", f"SIZE {self.data_size_limit}", "8BITMIME", "SMTPUTF8",
+                 "ENHANCEDSTATUSCODES"]
+        if self.tls_context is not None and not self.tls_active:
+            lines.append("STARTTLS")
+        if self.auth_available() and self._auth_methods:
+            lines.append("AUTH " + " ".join(sorted(self._auth_methods)))
+        ehlo_hook = getattr(self.event_handler, "extra_ehlo_keywords", None)
+        if ehlo_hook is not None:
+            lines.extend(ehlo_hook(self))
+        self._raw_replies = True
+        try:
+            for line in lines[:-1]:
+                await self.push("250-" + line)
+            await self.push("250 " + lines[-1])
+        finally:
+            self._raw_replies = False
+        self._enhanced = True
+
+    async def smtp_AUTH(self, arg: str) -> None:
+        if not self.offer_auth:
+            await self.push("503 5.5.1 AUTH is not available on this port (use submission)")
+            return
+        if not self.tls_active and self._auth_require_tls:
+            await self.push("538 5.7.11 Encryption required: issue STARTTLS first")
+            return
+        await super().smtp_AUTH(arg)
+
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        """Strip our private XSAVESENT parameter (submission) before aiosmtpd sees it."""
+        save_sent = False
+        if arg and self.offer_auth:
+            parts = arg.split()
+            kept = [p for p in parts if p.upper() != "XSAVESENT"]
+            if len(kept) != len(parts):
+                save_sent = True
+                arg = " ".join(kept)
+        had_sender = bool(self.envelope is not None and self.envelope.mail_from)
+        await super().smtp_MAIL(arg)
+        if save_sent and not had_sender and self.envelope is not None and self.envelope.mail_from:
+            self.envelope.mw_save_sent = True  # type: ignore[attr-defined]
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        if await self.check_helo_needed():
+            return
+        if await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 5.5.1 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 5.5.4 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            async with asyncio.timeout(self.limits.data_timeout):
+                body, problem = await self._read_data()
+        except TimeoutError:
+            await self._hang_up("421 4.4.2 Timeout during DATA, closing connection")
+            return
+        if problem is not None:
+            self._set_post_data_state()
+            await self.push(problem)
+            return
+        self.envelope.content = body
+        self.envelope.original_content = body
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push("250 2.0.0 OK" if not isinstance(status, str) else status)
+
+    async def _read_data(self) -> tuple[bytes, str | None]:
+        """Read up to CRLF.CRLF; returns (content, None) or (b"", error reply)."""
+        reader = self._reader
+        buf = bytearray(b"\r\n")  # a virtual line start: ".\r\n" right after DATA ends it too
+        discarded = 0
+        limit = self.data_size_limit or 0
+        while True:
+            chunk = await reader.read(_CHUNK)
+            if not chunk:
+                raise ConnectionResetError("connection closed during DATA")
+            self._reset_timeout()
+            start = max(0, len(buf) - 4)
+            buf += chunk
+            idx = buf.find(b"\r\n.\r\n", start)
+            if idx >= 0:
+                leftover = buf[idx + 5:]
+                if leftover:  # pipelined commands after the dot go back to the command reader
+                    reader._buffer[:0] = leftover  # type: ignore[attr-defined]
+                del buf[idx + 2:]
+                break
+            if limit and discarded + len(buf) - 2 > limit:
+                discarded += len(buf) - 4
+                del buf[:-4]
+        if discarded:
+            return b"", "552 5.3.4 Message size exceeds fixed maximum message size"
+        del buf[:2]
+        if limit and len(buf) > limit:
+            return b"", "552 5.3.4 Message size exceeds fixed maximum message size"
+        max_line = self.limits.max_line_length
+        if len(buf) > max_line and max(map(len, buf.split(b"\r\n"))) > max_line:
+            return b"", f"500 5.5.6 Line too long (more than {max_line} octets)"
+        if buf[:1] == b".":
+            del buf[:1]
+        data = bytes(buf).replace(b"\r\n.", b"\r\n")
+        if data.count(b"\n") != data.count(b"\r\n"):
+            data = _BARE_LF.sub(b"\r\n", data)
+        return data, None
+
+
+def _is_loopback(ip: str) -> bool:
+    return ip.startswith("127.") or ip in ("::1", "::ffff:127.0.0.1")
