@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     send_per_hour: int = 300
     send_per_day: int = 7200
     password_min_length: int = 8
+    # Management/REST API: requests per minute per API key (or per client IP without a valid key);
+    # 0 = unlimited. Counted per process.
+    api_rate_per_minute: int = 600
+    # MTA-STS policy served at /.well-known/mta-sts.txt: testing | enforce | none.
+    mta_sts_mode: str = "testing"
+    mta_sts_max_age: int = 86400
 
     # SMTP protocol limits (see smtp/limits.py for what each one answers).
     smtp_timeout: float = 300.0  # seconds of client silence before we hang up (RFC 5321 4.5.3.2)

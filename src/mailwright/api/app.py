@@ -31,6 +31,9 @@ def create_app(svc: Services) -> FastAPI:
     app.state.services = svc
     app.include_router(health.router)
     app.include_router(management.router)
+    from mailwright.api import wellknown
+
+    app.include_router(wellknown.router)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

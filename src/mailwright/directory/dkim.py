@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mailwright.directory.errors import AlreadyExists, Invalid, NotFound
 from mailwright.mailauth.dkim import DkimKey, generate_dkim_key
 from mailwright.storage.db import Database
-from mailwright.storage.models import DkimKeyRow, Domain
+from mailwright.storage.models import DkimKeyRow, Domain, utcnow
 
 ALGORITHMS = ("ed25519-sha256", "rsa-sha256")
 
@@ -27,12 +27,19 @@ def _check_selector(selector: object) -> str:
     return sel
 
 
-async def create(db: Database, domain: Domain, algorithm: str, selector: str, key_id: str | None = None
+def default_selector(algorithm: str) -> str:
+    """Stalwart's convention when no selector is given: year+month and r (rsa) or e (ed25519)."""
+    return utcnow().strftime("%Y%m") + ("e" if algorithm.startswith("ed25519") else "r")
+
+
+async def create(db: Database, domain: Domain, algorithm: str, selector: str | None, key_id: str | None = None
                  ) -> DkimKeyRow:
     if algorithm not in ALGORITHMS:
         raise Invalid(f"unsupported algorithm {algorithm!r}: use ed25519-sha256 or rsa-sha256",
                       field="algorithm", value=str(algorithm))
-    sel = _check_selector(selector)
+    if key_id is not None and (not isinstance(key_id, str) or len(key_id) > 255):
+        raise Invalid("id must be a string of at most 255 characters", field="id")
+    sel = _check_selector(default_selector(algorithm) if selector is None else selector)
     private, txt = await asyncio.to_thread(generate_dkim_key, algorithm)
     async with db.write() as s:
         dup = select(DkimKeyRow.id).where(DkimKeyRow.domain_id == domain.id, DkimKeyRow.selector == sel)

@@ -1,13 +1,30 @@
-"""Domains: create, list, delete (deleting cascades to principals, addresses, keys and mail)."""
+"""Domains: create, list, update, delete.
+
+Deleting a domain (like Stalwart and the Mailbux guide warn) removes every principal whose home
+domain it is (accounts, aliases, forwarders) with their mail and blobs, every other principal's
+addresses in it, its DKIM keys (foreign-key cascade) and the per-domain API keys that named it
+(an `mxm_` key naming only this domain is deleted; one naming several loses this entry).
+Principals of other domains that merely listed an address of it as a member keep the entry.
+
+Catch-all: a domain may name one principal of its own that receives mail for unknown
+addresses (`directory.routing` consults it last), set with `update_domain(..., catch_all=...)`.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from typing import TYPE_CHECKING
+
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailwright.directory.errors import AlreadyExists, NotFound
+from mailwright.directory.errors import AlreadyExists, Invalid, NotFound
 from mailwright.directory.names import normalize_domain
-from mailwright.storage.models import Domain
+from mailwright.storage.models import ApiKey, Domain, Principal
+
+if TYPE_CHECKING:
+    from mailwright.services import Services
+
+_UNSET = object()
 
 
 async def create_domain(
@@ -52,3 +69,58 @@ async def list_domains(
     if limit:
         q = q.limit(limit)
     return list((await session.execute(q)).scalars()), int(total)
+
+
+async def update_domain(
+    session: AsyncSession, tenant_id: str | None, name: str, *, description: object = _UNSET,
+    catch_all: object = _UNSET,
+) -> Domain:
+    """Change a domain's description and/or catch-all (an address or name of a principal of this
+    domain's tenant, or None to clear it)."""
+    from mailwright.directory.principals import find_principal
+
+    dom = await get_domain(session, name, tenant_id)
+    if description is not _UNSET:
+        if description is not None and not isinstance(description, str):
+            raise Invalid("description must be a string", field="description")
+        dom.description = description
+    if catch_all is not _UNSET:
+        if catch_all is None or catch_all == "":
+            dom.catch_all_principal_id = None
+        else:
+            if not isinstance(catch_all, str):
+                raise Invalid("catchAll must be an address", field="catchAll")
+            p = await find_principal(session, catch_all)
+            if p is None or p.tenant_id != dom.tenant_id:
+                raise Invalid(f"catch-all target {catch_all!r} does not exist", field="catchAll",
+                              value=catch_all)
+            dom.catch_all_principal_id = p.id
+    await session.flush()
+    return dom
+
+
+async def delete_domain(svc: Services, tenant_id: str | None, name: str) -> None:
+    """Delete a domain and everything that lives in it (see the module docstring)."""
+    from mailwright.directory.principals import delete_principal_rows
+    from mailwright.mailstore.changes import remove_blob_files
+
+    freed: list[str] = []
+    async with svc.db.write() as s:
+        dom = await get_domain(s, name, tenant_id)
+        members = list((await s.execute(select(Principal).where(Principal.domain_id == dom.id))).scalars())
+        for p in members:
+            freed += await delete_principal_rows(s, p)
+        keys = (await s.execute(select(ApiKey).where(ApiKey.tenant_id == dom.tenant_id,
+                                                     ApiKey.scope == "domain"))).scalars()
+        for key in list(keys):
+            perms = dict(key.permissions or {})
+            if dom.name not in perms:
+                continue
+            perms.pop(dom.name)
+            if perms:
+                key.permissions = perms
+            else:
+                await s.delete(key)
+        await s.flush()
+        await s.execute(delete(Domain).where(Domain.id == dom.id))
+    remove_blob_files(svc, freed)

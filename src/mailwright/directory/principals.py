@@ -4,21 +4,37 @@ Rules enforced here, once, for every dialect: an address belongs to one principa
 an address must be in a domain of the principal's own tenant; passwords meet the policy and are
 stored only as Argon2id hashes (hashed before the write transaction opens, so the SQLite writer
 lock is never held for a hash).
+
+List members (Stalwart/Mailbux semantics): a member in a domain this platform hosts must be an
+existing address of the list's own tenant (it makes the list an alias); a member anywhere else
+is an external forward target (a forwarder). One list may mix both. Members are not checked
+again later: deleting an account leaves the alias entry (like a Postfix virtual map), which then
+simply routes nowhere until the address exists again.
+
+Updates are a list of `Change(action, field, value)` (Stalwart's PATCH form; the object form is
+translated into `set` changes by the dialect). Password changes replace the stored hashes in
+the same transaction, so the old password stops working on the next login (the verify cache is
+keyed by the stored hash). Deleting a principal deletes its mail, refunds quota and unlinks
+blobs no other message uses (after the commit).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailwright.directory import passwords
 from mailwright.directory.errors import AlreadyExists, Invalid, MissingField, NotFound
 from mailwright.directory.names import normalize_address, split_address
 from mailwright.storage.db import Database
-from mailwright.storage.models import Address, Credential, Domain, ListMember, Principal
+from mailwright.storage.models import Address, Credential, Domain, ListMember, Message, Principal
+
+if TYPE_CHECKING:
+    from mailwright.services import Services
 
 PRINCIPAL_TYPES = ("individual", "list")
 
@@ -94,6 +110,8 @@ async def create_principal(
         if name not in emails:
             emails.insert(0, name)
     members = [normalize_address(m, field="members") for m in (spec.members or [])]
+    if spec.type == "individual" and members:
+        raise Invalid("an individual has no members; create a list", field="members")
     if spec.type == "list" and not emails:
         raise Invalid("a list needs an address: name it user@domain or give emails", field="emails")
     hashes = await hash_secrets(spec.secrets or [], password_min_length)
@@ -121,6 +139,7 @@ async def create_principal(
         for h in hashes:
             s.add(Credential(principal_id=p.id, secret_hash=h))
         for m in dict.fromkeys(members):
+            await _check_member(s, m, tenant_id)
             s.add(ListMember(list_id=p.id, member=m))
         if p.type == "individual":
             await mailboxes.ensure_defaults(s, p.id)
@@ -179,3 +198,207 @@ async def set_secrets(session: AsyncSession, principal_id: str, hashes: list[str
     for h in hashes:
         session.add(Credential(principal_id=principal_id, secret_hash=h))
     await session.flush()
+
+
+async def _check_member(session: AsyncSession, member: str, tenant_id: str | None) -> None:
+    """A member in a hosted domain must be an existing address of the same tenant (an alias);
+    anything else is an external forward target."""
+    _, domain_name = split_address(member)
+    dom = (await session.execute(select(Domain).where(Domain.name == domain_name))).scalar_one_or_none()
+    if dom is None:
+        return
+    if dom.tenant_id != tenant_id:
+        raise Invalid(f"member {member} is in a domain of another tenant", field="members", value=member)
+    if (await session.execute(select(Address.id).where(Address.address == member))).first() is None:
+        raise Invalid(f"member {member} does not exist", field="members", value=member)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One Stalwart-style change: action set | addItem | removeItem on a field."""
+
+    action: str
+    field: str
+    value: object
+
+
+UPDATABLE_FIELDS = ("name", "secrets", "emails", "members", "description", "quota", "roles")
+ACTIONS = ("set", "addItem", "removeItem")
+_LIST_FIELDS = ("secrets", "emails", "members", "roles")
+
+
+def _str_list(value: object, field: str) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise Invalid(f"field {field!r} must be a list of strings", field=field)
+    return list(value)
+
+
+def check_changes(changes: list[Change]) -> None:
+    for c in changes:
+        if c.action not in ACTIONS:
+            raise Invalid(f"unknown action {c.action!r}: use set, addItem or removeItem", field="action",
+                          value=str(c.action))
+        if c.field not in UPDATABLE_FIELDS:
+            raise Invalid(f"field {c.field!r} cannot be changed", field=c.field)
+        if c.action != "set" and c.field not in _LIST_FIELDS:
+            raise Invalid(f"field {c.field!r} is not a list: use set", field=c.field)
+
+
+async def _set_primary(session: AsyncSession, principal: Principal) -> None:
+    rows = list((await session.execute(
+        select(Address).where(Address.principal_id == principal.id).order_by(Address.is_primary.desc(), Address.id)
+    )).scalars())
+    for i, a in enumerate(rows):
+        a.is_primary = i == 0
+    principal.domain_id = rows[0].domain_id if rows else principal.domain_id
+    await session.flush()
+
+
+async def update_principal(
+    db: Database, tenant_id: str | None, name: str, changes: list[Change], *, password_min_length: int = 8
+) -> Principal:
+    """Apply changes atomically (all or none). Passwords are hashed before the transaction."""
+    check_changes(changes)
+    hashed: dict[int, list[str]] = {}
+    for i, c in enumerate(changes):
+        if c.field == "secrets" and c.action in ("set", "addItem"):
+            hashed[i] = await hash_secrets(_str_list(c.value, "secrets"), password_min_length)
+    async with db.write() as s:
+        p = await get_principal(s, name, tenant_id)
+        for i, c in enumerate(changes):
+            await _apply(s, p, c, hashed.get(i))
+        await s.flush()
+    return p
+
+
+async def _apply(s: AsyncSession, p: Principal, c: Change, hashes: list[str] | None) -> None:
+    if c.field == "description":
+        if c.value is not None and not isinstance(c.value, str):
+            raise Invalid("description must be a string", field="description")
+        p.description = c.value
+    elif c.field == "quota":
+        if isinstance(c.value, bool) or not isinstance(c.value, int) or c.value < 0:
+            raise Invalid("quota must be a non-negative integer (bytes)", field="quota")
+        p.quota_bytes = c.value
+    elif c.field == "name":
+        if not isinstance(c.value, str) or not c.value.strip():
+            raise Invalid("name must be a non-empty string", field="name")
+        new = normalize_address(c.value, field="name") if "@" in c.value else c.value.strip().lower()
+        if new != p.name:
+            if (await s.execute(select(Principal.id).where(Principal.name == new))).first():
+                raise AlreadyExists(f"principal {new} already exists", field="name", value=new)
+            p.name = new
+    elif c.field == "roles":
+        roles = _str_list(c.value, "roles")
+        if c.action == "set" and roles:
+            p.role = roles[0]
+        elif c.action == "addItem" and roles:
+            p.role = roles[0]
+        elif c.action == "removeItem" and p.role in roles:
+            p.role = "user"
+    elif c.field == "secrets":
+        await _change_secrets(s, p, c, hashes or [])
+    elif c.field == "emails":
+        await _change_emails(s, p, c)
+    elif c.field == "members":
+        await _change_members(s, p, c)
+
+
+async def _change_secrets(s: AsyncSession, p: Principal, c: Change, hashes: list[str]) -> None:
+    if c.action == "set":
+        await set_secrets(s, p.id, hashes)
+    elif c.action == "addItem":
+        for h in hashes:
+            s.add(Credential(principal_id=p.id, secret_hash=h))
+    else:
+        wanted = _str_list(c.value, "secrets")
+        rows = list((await s.execute(select(Credential).where(Credential.principal_id == p.id))).scalars())
+        for row in rows:
+            for pw in wanted:
+                if await passwords.verify_password(row.secret_hash, pw):
+                    await s.delete(row)
+                    break
+    await s.flush()
+
+
+async def _change_emails(s: AsyncSession, p: Principal, c: Change) -> None:
+    given = [normalize_address(e, field="emails") for e in _str_list(c.value, "emails")]
+    current = await addresses_of(s, p.id)
+    if c.action == "set":
+        drop = [a for a in current if a not in given]
+        add = [a for a in given if a not in current]
+    elif c.action == "addItem":
+        drop, add = [], [a for a in given if a not in current]
+    else:
+        drop, add = [a for a in given if a in current], []
+    if drop:
+        await s.execute(delete(Address).where(Address.principal_id == p.id, Address.address.in_(drop)))
+    await _claim_addresses(s, p, list(dict.fromkeys(add)), primary=None)
+    if p.type == "list" and not await addresses_of(s, p.id):
+        raise Invalid("a list needs at least one address", field="emails")
+    await _set_primary(s, p)
+
+
+async def _change_members(s: AsyncSession, p: Principal, c: Change) -> None:
+    if p.type != "list":
+        raise Invalid("only a list has members", field="members")
+    given = list(dict.fromkeys(normalize_address(m, field="members") for m in _str_list(c.value, "members")))
+    current = await members_of(s, p.id)
+    if c.action == "set":
+        drop, add = [m for m in current if m not in given], [m for m in given if m not in current]
+    elif c.action == "addItem":
+        drop, add = [], [m for m in given if m not in current]
+    else:
+        drop, add = [m for m in given if m in current], []
+    if drop:
+        await s.execute(delete(ListMember).where(ListMember.list_id == p.id, ListMember.member.in_(drop)))
+    for m in add:
+        await _check_member(s, m, p.tenant_id)
+        s.add(ListMember(list_id=p.id, member=m))
+    await s.flush()
+
+
+async def describe(session: AsyncSession, ids: list[str]) -> dict[str, tuple[list[str], list[str]]]:
+    """Addresses and members of many principals in two queries: {id: (emails, members)}."""
+    out: dict[str, tuple[list[str], list[str]]] = {i: ([], []) for i in ids}
+    for chunk in _chunks(ids):
+        q = select(Address.principal_id, Address.address).where(Address.principal_id.in_(chunk)).order_by(
+            Address.is_primary.desc(), Address.id)
+        for pid, addr in (await session.execute(q)).all():
+            out[pid][0].append(addr)
+        q2 = select(ListMember.list_id, ListMember.member).where(ListMember.list_id.in_(chunk)).order_by(
+            ListMember.id)
+        for lid, member in (await session.execute(q2)).all():
+            out[lid][1].append(member)
+    return out
+
+
+def _chunks(items: list[str], size: int = 500) -> list[list[str]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+async def delete_principal_rows(session: AsyncSession, principal: Principal) -> list[str]:
+    """Delete a principal and its mail in the caller's transaction; returns blob hashes to unlink
+    after the commit (with `mailstore.changes.remove_blob_files`)."""
+    from mailwright.mailstore.changes import delete_messages
+
+    freed: list[str] = []
+    ids = list((await session.execute(select(Message.id).where(Message.principal_id == principal.id))).scalars())
+    for i in range(0, len(ids), 1000):
+        freed += await delete_messages(session, principal.id, ids[i:i + 1000])
+    await session.execute(update(Domain).where(Domain.catch_all_principal_id == principal.id).values(
+        catch_all_principal_id=None))
+    await session.execute(delete(Principal).where(Principal.id == principal.id))
+    return freed
+
+
+async def delete_principal(svc: Services, tenant_id: str | None, name: str) -> None:
+    """Delete an account or list: addresses, credentials, mailboxes, mail (quota and blobs freed)."""
+    from mailwright.mailstore.changes import remove_blob_files
+
+    async with svc.db.write() as s:
+        p = await get_principal(s, name, tenant_id)
+        freed = await delete_principal_rows(s, p)
+    remove_blob_files(svc, freed)

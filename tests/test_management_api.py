@@ -1,0 +1,194 @@
+"""Management dialect over real HTTP: principals CRUD, PATCH forms, listing, errors, secrets."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.support.management import add_account, add_domain, client, make_tenant
+from tests.support.server import InProcessServer
+
+
+def test_domain_and_account_lifecycle(server: InProcessServer) -> None:
+    _, key = make_tenant(server, "acme")
+    with client(server, key) as api:
+        add_domain(api, "example.com")
+        add_domain(api, "mycompany.io")
+        r = api.get("/api/principal", params={"types": "domain"})
+        assert r.status_code == 200
+        data = r.json()["data"]
+        assert data["total"] == 2
+        assert [(i["name"], i["type"]) for i in data["items"]] == [("example.com", "domain"),
+                                                                    ("mycompany.io", "domain")]
+        pid = add_account(api, "agent@example.com", "SecurePassword123!", description="AI agent",
+                          quota=1_000_000)
+        r = api.get("/api/principal/agent@example.com")
+        assert r.status_code == 200
+        item = r.json()["data"]
+        assert item["id"] == pid and item["type"] == "individual" and item["emails"] == ["agent@example.com"]
+        assert item["description"] == "AI agent" and item["quota"] == 1_000_000 and item["usedQuota"] == 0
+        assert "secrets" not in item and "SecurePassword" not in r.text and "argon2" not in r.text
+        r = api.get("/api/principal/example.com")
+        assert r.status_code == 200 and r.json()["data"]["type"] == "domain"
+        # The guide's PATCH (object form).
+        r = api.patch("/api/principal/agent@example.com",
+                      json={"secrets": ["NewSecurePassword456!"], "description": "Updated AI agent"})
+        assert r.status_code == 200, r.text
+        assert api.get("/api/principal/agent@example.com").json()["data"]["description"] == "Updated AI agent"
+        # Stalwart's list-of-changes form.
+        r = api.patch("/api/principal/agent@example.com", json=[
+            {"action": "addItem", "field": "emails", "value": "a2@example.com"},
+            {"action": "addItem", "field": "emails", "value": ["a3@mycompany.io"]},
+            {"action": "set", "field": "quota", "value": 5_000_000},
+        ])
+        assert r.status_code == 200, r.text
+        item = api.get("/api/principal/a3@mycompany.io").json()["data"]
+        assert item["emails"] == ["agent@example.com", "a2@example.com", "a3@mycompany.io"]
+        assert item["quota"] == 5_000_000
+        r = api.patch("/api/principal/agent@example.com",
+                      json=[{"action": "removeItem", "field": "emails", "value": "agent@example.com"}])
+        assert r.status_code == 200
+        item = api.get("/api/principal/agent@example.com").json()["data"]  # still found by its name
+        assert item["emails"] == ["a2@example.com", "a3@mycompany.io"]
+        # A failing change list changes nothing (atomic).
+        r = api.patch("/api/principal/agent@example.com", json=[
+            {"action": "set", "field": "description", "value": "half"},
+            {"action": "addItem", "field": "emails", "value": "x@not-ours.test"}])
+        assert r.status_code == 400
+        assert api.get("/api/principal/agent@example.com").json()["data"]["description"] == "Updated AI agent"
+        # Lists: alias + forwarder mixed.
+        r = api.post("/api/principal", json={"name": "sales@example.com", "type": "list",
+                                             "members": ["a2@example.com", "External@Gmail.com"]})
+        assert r.status_code == 200, r.text
+        item = api.get("/api/principal/sales@example.com").json()["data"]
+        assert item["type"] == "list" and item["members"] == ["a2@example.com", "external@gmail.com"]
+        r = api.patch("/api/principal/sales@example.com",
+                      json=[{"action": "removeItem", "field": "members", "value": "external@gmail.com"}])
+        assert r.status_code == 200
+        assert api.get("/api/principal/sales@example.com").json()["data"]["members"] == ["a2@example.com"]
+        # Listing all types, filter, pagination.
+        r = api.get("/api/principal")
+        names = [i["name"] for i in r.json()["data"]["items"]]
+        assert names == ["example.com", "mycompany.io", "agent@example.com", "sales@example.com"]
+        assert r.json()["data"]["total"] == 4
+        r = api.get("/api/principal", params={"types": "individual,list", "filter": "sales"})
+        assert [i["name"] for i in r.json()["data"]["items"]] == ["sales@example.com"]
+        pages = [api.get("/api/principal", params={"page": p, "limit": 3}).json()["data"] for p in (1, 2, 3)]
+        assert [len(p["items"]) for p in pages] == [3, 1, 0] and all(p["total"] == 4 for p in pages)
+        assert [i["name"] for p in pages for i in p["items"]] == names
+        # Delete.
+        assert api.delete("/api/principal/sales@example.com").status_code == 200
+        assert api.get("/api/principal/sales@example.com").status_code == 404
+        assert api.delete("/api/principal/example.com").status_code == 200
+        r = api.get("/api/principal")
+        # The account's home domain is its primary address's (a2@example.com): it went with the domain,
+        # and its address in the other domain is free again.
+        assert [i["name"] for i in r.json()["data"]["items"]] == ["mycompany.io"]
+        add_account(api, "a3@mycompany.io", "another password")
+
+
+def test_errors_in_dialect_shape(server: InProcessServer) -> None:
+    _, key = make_tenant(server, "errs")
+    with client(server, key) as api:
+        add_domain(api, "example.com")
+        add_account(api, "bob@example.com", "long enough pw")
+        cases: list[tuple[object, int, str]] = [
+            ({"name": "example.com", "type": "domain"}, 409, "fieldAlreadyExists"),
+            ({"name": "bob@example.com", "type": "individual", "secrets": ["xxxxxxxxxx"]}, 409, "fieldAlreadyExists"),
+            ({"name": "b2@example.com", "type": "individual", "emails": ["bob@example.com"]}, 409,
+             "fieldAlreadyExists"),
+            ({"type": "individual"}, 400, "fieldMissing"),
+            ({"name": "x@example.com"}, 400, "fieldMissing"),
+            ({"name": "x@example.com", "type": "robot"}, 400, "unsupported"),
+            ({"name": "x@example.com", "type": "individual", "secrets": ["short"]}, 400, "invalid"),
+            ({"name": "x@example.com", "type": "individual", "secret": ["long enough pw"]}, 400, "unsupported"),
+            ({"name": "x@example.com", "type": "individual", "quota": "big"}, 400, "invalid"),
+            ({"name": "x@example.com", "type": "individual", "quota": True}, 400, "invalid"),
+            ({"name": "x@example.com", "type": "individual", "emails": "x@other.test"}, 400, "invalid"),
+            ({"name": "x@example.com", "type": "individual", "emails": [1, 2]}, 400, "invalid"),
+            ({"name": "not an address@example.com", "type": "individual"}, 400, "invalid"),
+            ({"name": "x@@example.com", "type": "individual"}, 400, "invalid"),
+            ({"name": "bad_domain!.com", "type": "domain"}, 400, "invalid"),
+            ({"name": "-x.com", "type": "domain"}, 400, "invalid"),
+            ({"name": "a" * 64 + ".com", "type": "domain"}, 400, "invalid"),
+            ({"name": "l@example.com", "type": "list", "members": ["nobody@example.com"]}, 400, "invalid"),
+            ({"name": "l@example.com", "type": "list", "members": "x"}, 400, "invalid"),
+            ({"name": "x@example.com", "type": "individual", "members": ["bob@example.com"]}, 400, "invalid"),
+            ([1, 2, 3], 400, "invalid"),
+            ("a string", 400, "invalid"),
+            ({"name": 5, "type": "domain"}, 400, "invalid"),
+        ]
+        for body, status, code in cases:
+            r = api.post("/api/principal", json=body)
+            assert (r.status_code, r.json()["error"]) == (status, code), (body, r.text)
+        short = api.post("/api/principal", json={"name": "x@example.com", "type": "individual", "secrets": ["abc"]})
+        assert "at least 8 characters" in short.json()["details"] and short.json()["field"] == "secrets"
+        for raw in (b"{not json", b"", b"\xff\xfe", b"[" * 100000):
+            r = api.post("/api/principal", content=raw, headers={"Content-Type": "application/json"})
+            assert r.status_code == 400 and r.json()["error"] in ("other", "invalid"), raw[:10]
+        assert api.get("/api/principal/nobody@example.com").json()["error"] == "notFound"
+        assert api.get("/api/principal/nobody@example.com").status_code == 404
+        assert api.delete("/api/principal/nothere.test").status_code == 404
+        assert api.patch("/api/principal/nobody@example.com", json={"description": "x"}).status_code == 404
+        patches: list[tuple[object, str]] = [
+            ({"secrets": ["short"]}, "invalid"),
+            ({"password": "x"}, "unsupported"),
+            ([{"action": "explode", "field": "emails", "value": "a@example.com"}], "invalid"),
+            ([{"action": "set", "field": "nope", "value": 1}], "unsupported"),
+            ([{"action": "addItem", "field": "quota", "value": 1}], "invalid"),
+            ([{"field": "quota"}], "invalid"),
+            ({"quota": -1}, "invalid"),
+            ({"emails": ["bad address"]}, "invalid"),
+            (None, "other"),
+        ]
+        for body, code in patches:
+            r = api.patch("/api/principal/bob@example.com", json=body)
+            assert (r.status_code, r.json()["error"]) == (400, code), (body, r.text)
+        assert api.get("/api/principal", params={"types": "robots"}).status_code == 400
+        assert api.get("/api/principal", params={"limit": "ten"}).status_code == 400
+        assert api.get("/api/principal", params={"page": "-1"}).status_code == 400
+        # IDNA: a Unicode domain is stored and listed as its A-label, found by either spelling.
+        add_domain(api, "Bücher.example")
+        assert api.get("/api/principal/bücher.example").json()["data"]["name"] == "xn--bcher-kva.example"
+        add_account(api, "Anna@BÜCHER.example", "long enough pw")
+        assert api.get("/api/principal/anna@xn--bcher-kva.example").status_code == 200
+
+
+def test_auth_and_scope(server: InProcessServer) -> None:
+    r = httpx.get(server.base_url + "/api/principal")
+    assert r.status_code == 401 and r.json()["error"] == "unauthorized"
+    for bad in ("Bearer", "Bearer tk_doesnotexist", "Basic Zm9vOmJhcg=="):
+        r = httpx.get(server.base_url + "/api/principal", headers={"Authorization": bad})
+        assert r.status_code == 401
+    tid, key = make_tenant(server, "scoped")
+    # The platform key acts on the default tenant, or on the one named by X-Mailwright-Tenant.
+    with server.api() as admin:
+        add_domain(admin, "default-tenant.test")
+        r = admin.post("/api/principal", json={"name": "named.test", "type": "domain"},
+                       headers={"X-Mailwright-Tenant": "scoped"})
+        assert r.status_code == 200
+        assert admin.get("/api/principal", headers={"X-Mailwright-Tenant": tid}).json()["data"]["total"] == 1
+        assert admin.get("/api/principal", headers={"X-Mailwright-Tenant": "nope"}).status_code == 404
+    with client(server, key) as api:
+        assert [i["name"] for i in api.get("/api/principal").json()["data"]["items"]] == ["named.test"]
+    # A revoked key stops at once.
+
+    async def revoke(svc):  # type: ignore[no-untyped-def]
+        from sqlalchemy import update
+
+        from mailwright.storage.models import ApiKey, utcnow
+        async with svc.db.write() as s:
+            await s.execute(update(ApiKey).where(ApiKey.tenant_id == tid).values(revoked_at=utcnow()))
+
+    server.run(revoke)
+    with client(server, key) as api:
+        assert api.get("/api/principal").status_code == 401
+
+
+def test_openapi_lists_the_routes(server: InProcessServer) -> None:
+    spec = httpx.get(server.base_url + "/api/openapi.json").json()
+    for path, method in (("/api/principal", "get"), ("/api/principal", "post"), ("/api/principal/{name}", "patch"),
+                         ("/api/principal/{name}", "delete"), ("/api/dkim", "post"),
+                         ("/api/dkim/{domain}/{selector}", "delete"), ("/api/dns/{domain}", "get"),
+                         ("/api/dns/records/{domain}", "get"), ("/.well-known/mta-sts.txt", "get")):
+        assert spec["paths"][path][method]["summary"], (path, method)
+    assert httpx.get(server.base_url + "/api/docs").status_code == 200
