@@ -34,6 +34,11 @@ def create_app(svc: Services) -> FastAPI:
     from mailwright.api import wellknown
 
     app.include_router(wellknown.router)
+    from mailwright.api import reseller, reseller_admin, tenant_login
+
+    app.include_router(reseller.router)
+    app.include_router(reseller_admin.router)
+    app.include_router(tenant_login.router)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

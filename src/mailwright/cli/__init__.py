@@ -10,11 +10,12 @@ import sys
 
 import typer
 
-from mailwright.cli import keys, serve
+from mailwright.cli import keys, reseller, serve
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 app.command("serve")(serve.serve_command)
 app.add_typer(keys.app, name="key")
+app.add_typer(reseller.app, name="reseller")
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mailwright.directory.tenants import tenant_is_active
 from mailwright.storage.db import Database
 from mailwright.storage.models import ApiKey, utcnow
 
@@ -101,6 +102,10 @@ async def authenticate(db: Database, presented: str, admin_token: str | None) ->
     digest = hash_key(presented)
     async with db.read() as s:
         row = (await s.execute(select(ApiKey).where(ApiKey.key_hash == digest))).scalar_one_or_none()
+        # A suspended (or terminated) tenant's keys, and those under a suspended reseller, stop
+        # working at once: read from the database on every use, so every process agrees.
+        if row is not None and row.tenant_id is not None and not await tenant_is_active(s, row.tenant_id):
+            return None
     # The lookup is by hash, so timing reveals nothing about the key; compare anyway.
     if row is None or not hmac.compare_digest(row.key_hash, digest):
         return None
