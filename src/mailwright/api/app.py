@@ -39,6 +39,12 @@ def create_app(svc: Services) -> FastAPI:
     app.include_router(reseller.router)
     app.include_router(reseller_admin.router)
     app.include_router(tenant_login.router)
+    from mailwright.api import queue as queue_api
+
+    app.include_router(queue_api.router)
+    from mailwright.api import agent
+
+    app.include_router(agent.router)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

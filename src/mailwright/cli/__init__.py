@@ -10,12 +10,13 @@ import sys
 
 import typer
 
-from mailwright.cli import keys, reseller, serve
+from mailwright.cli import keys, queue, reseller, serve
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 app.command("serve")(serve.serve_command)
 app.add_typer(keys.app, name="key")
 app.add_typer(reseller.app, name="reseller")
+app.add_typer(queue.app, name="queue")
 
 
 def main() -> None:
