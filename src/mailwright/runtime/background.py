@@ -9,4 +9,6 @@ from mailwright.services import Services
 
 async def start_background(svc: Services) -> list[asyncio.Task[None]]:
     """Start the node's background tasks; returns them so `serve` can cancel them on stop."""
-    return []
+    from mailwright.delivery.outbound import start_runner
+
+    return [await start_runner(svc)]
