@@ -85,7 +85,7 @@ class InProcessServer:
             for t in getattr(self, "_bg", []):
                 t.cancel()
             if self.node is not None:
-                await self.node.stop(grace=2)
+                await self.node.stop(grace=0.5)
             if self.svc is not None:
                 await self.svc.close()
 

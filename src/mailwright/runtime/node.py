@@ -52,6 +52,7 @@ class Node:
             self._http_task = asyncio.create_task(self.http.serve(sockets=[socks["http"]]))
 
     async def stop(self, grace: float = 10.0) -> None:
+        """Stop accepting, let open sessions finish for up to `grace` seconds, then cancel them."""
         for srv in self.servers:
             srv.close()
         if self.http is not None:
@@ -59,9 +60,22 @@ class Node:
         waits: list[Any] = [srv.wait_closed() for srv in self.servers]
         if self._http_task is not None:
             waits.append(self._http_task)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
         if waits:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*waits, return_exceptions=True), timeout=grace)
+        me = asyncio.current_task()
+        while loop.time() < deadline:
+            others = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+            if not others:
+                return
+            await asyncio.sleep(0.05)
+        others = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+        for t in others:
+            t.cancel()
+        if others:
+            await asyncio.wait(others, timeout=2)
 
 
 class _EmbeddedHTTPServer(uvicorn.Server):

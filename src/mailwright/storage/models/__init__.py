@@ -1,5 +1,6 @@
 """All models, imported here so `Base.metadata` knows every table."""
 
+from mailwright.storage.models.api import IdempotencyRecord as IdempotencyRecord
 from mailwright.storage.models.base import Base, new_id, utcnow
 from mailwright.storage.models.delivery import QueuedMessage, QueuedRecipient, SendCounter
 from mailwright.storage.models.directory import (
@@ -15,6 +16,9 @@ from mailwright.storage.models.directory import (
     Workspace,
 )
 from mailwright.storage.models.mailstore import Blob, Mailbox, MailboxEntry, Message, Tombstone
+from mailwright.storage.models.pop3 import MaildropLock as MaildropLock
+from mailwright.storage.models.webhooks import Webhook as Webhook
+from mailwright.storage.models.webhooks import WebhookDelivery as WebhookDelivery
 
 __all__ = [
     "Address", "ApiKey", "AuditEntry", "Base", "Blob", "Credential", "DkimKeyRow", "Domain",
