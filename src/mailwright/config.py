@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     dns_port: int = 53
 
     queue_lifetime_seconds: int = 5 * 24 * 3600
+    # Agent inboxes (myagentmail dialect): domain of inboxes created without one ("" = hostname);
+    # created as a system domain on first use. Webhook retries back off from this base (seconds).
+    agent_default_domain: str = ""
+    webhook_retry_base_seconds: float = 10.0
+    webhook_max_attempts: int = 8
     log_level: str = "info"
     log_json: bool = False
 

@@ -10,13 +10,14 @@ import sys
 
 import typer
 
-from mailwright.cli import keys, queue, reseller, serve
+from mailwright.cli import keys, queue, reseller, serve, tenant
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 app.command("serve")(serve.serve_command)
 app.add_typer(keys.app, name="key")
 app.add_typer(reseller.app, name="reseller")
 app.add_typer(queue.app, name="queue")
+app.add_typer(tenant.app, name="tenant")
 
 
 def main() -> None:

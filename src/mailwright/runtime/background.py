@@ -10,5 +10,6 @@ from mailwright.services import Services
 async def start_background(svc: Services) -> list[asyncio.Task[None]]:
     """Start the node's background tasks; returns them so `serve` can cancel them on stop."""
     from mailwright.delivery.outbound import start_runner
+    from mailwright.events.webhooks import run_dispatcher
 
-    return [await start_runner(svc)]
+    return [asyncio.create_task(run_dispatcher(svc), name="webhooks"), await start_runner(svc)]

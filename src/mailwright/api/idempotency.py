@@ -1,0 +1,108 @@
+"""`Idempotency-Key`: a retried create/send returns the first result instead of acting twice.
+
+Dialect-neutral: a router wraps its handler with `idempotent(...)` and passes its own error
+renderer. Semantics (Stripe's, which the hosted services follow):
+- scope: (caller key id, Idempotency-Key, method + path); another key's identical
+  Idempotency-Key is a different request. Records live 24 hours.
+- the first request's status and body are stored when it finishes; a retry gets them back
+  verbatim with `Idempotent-Replayed: true`.
+- a retry while the first is still running gets 409 (`in_progress`), never a second run.
+- the same key with a different body or query is a client bug: 422 (`key_reused`).
+- 5xx and 429 answers are not stored (the operation may not have happened; retrying is right),
+  and neither is an exception — the key is released so the retry runs again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from fastapi import Request
+from fastapi.responses import Response
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+
+from mailwright.api.auth import services
+from mailwright.storage.models import IdempotencyRecord, utcnow
+
+TTL = timedelta(hours=24)
+HEADER = "idempotency-key"
+ErrorRenderer = Callable[[int, str, str], Response]  # (status, code, message) -> response
+
+
+def _fingerprint(request: Request, body: bytes) -> str:
+    h = hashlib.sha256()
+    h.update(request.url.query.encode())
+    h.update(b"\0")
+    h.update(body)
+    return h.hexdigest()
+
+
+async def idempotent(request: Request, caller: str | None, handler: Callable[[], Awaitable[Response]],
+                     error: ErrorRenderer) -> Response:
+    key = request.headers.get(HEADER)
+    if key is None:
+        return await handler()
+    key = key.strip()
+    if not key or len(key) > 255:
+        return error(400, "invalid_idempotency_key", "Idempotency-Key must be 1-255 characters")
+    svc = services(request)
+    who = caller or "env:platform"
+    endpoint = f"{request.method} {request.url.path}"[:1024]
+    fingerprint = _fingerprint(request, await request.body())
+    now = utcnow()
+    claimed = False
+    for _ in range(2):
+        try:
+            async with svc.db.write() as s:
+                q = select(IdempotencyRecord).where(IdempotencyRecord.caller == who,
+                                                    IdempotencyRecord.idem_key == key,
+                                                    IdempotencyRecord.endpoint == endpoint)
+                row = (await s.execute(q)).scalar_one_or_none()
+                if row is not None and row.created_at < now - TTL:
+                    await s.delete(row)
+                    await s.flush()
+                    row = None
+                if row is None:
+                    s.add(IdempotencyRecord(caller=who, idem_key=key, endpoint=endpoint, request_hash=fingerprint))
+                    claimed = True
+                elif row.request_hash != fingerprint:
+                    return error(422, "idempotency_key_reused",
+                                 "this Idempotency-Key was used with a different request")
+                elif row.status is None:
+                    return error(409, "idempotency_in_progress",
+                                 "a request with this Idempotency-Key is still being processed")
+                else:
+                    return Response(content=row.body or b"", status_code=row.status,
+                                     media_type=row.content_type, headers={"Idempotent-Replayed": "true"})
+            break
+        except IntegrityError:  # PostgreSQL: a concurrent first request inserted it; look again
+            claimed = False
+            continue
+    if not claimed:
+        return error(409, "idempotency_in_progress", "a request with this Idempotency-Key is still being processed")
+    try:
+        resp = await handler()
+    except BaseException:
+        await _release(request, who, key, endpoint)
+        raise
+    if resp.status_code >= 500 or resp.status_code == 429 or not hasattr(resp, "body"):
+        await _release(request, who, key, endpoint)
+        return resp
+    body = bytes(resp.body)
+    async with svc.db.write() as s:
+        await s.execute(update(IdempotencyRecord).where(
+            IdempotencyRecord.caller == who, IdempotencyRecord.idem_key == key, IdempotencyRecord.endpoint == endpoint
+        ).values(status=resp.status_code, body=body.decode("utf-8", "replace"),
+                 content_type=resp.headers.get("content-type")))
+        if now.minute % 10 == 0:  # a cheap, occasional sweep of expired records
+            await s.execute(delete(IdempotencyRecord).where(IdempotencyRecord.created_at < now - TTL))
+    return resp
+
+
+async def _release(request: Request, who: str, key: str, endpoint: str) -> None:
+    svc = services(request)
+    async with svc.db.write() as s:
+        await s.execute(delete(IdempotencyRecord).where(
+            IdempotencyRecord.caller == who, IdempotencyRecord.idem_key == key, IdempotencyRecord.endpoint == endpoint))
