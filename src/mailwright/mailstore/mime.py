@@ -103,7 +103,7 @@ class ParsedMessage:
 # Limits (Dovecot's message_parser defaults) -- also what keeps recursion bounded.
 MAX_NESTED_PARTS = 100
 MAX_TOTAL_PARTS = 10000
-BOUNDARY_MAX_LEN = 70
+BOUNDARY_MAX_LEN = 80  # Dovecot: 70 (RFC 2046) + 10
 PREVIEW_LEN = 256
 MAX_DECODE = 4 * 1024 * 1024  # never decode more than this per text part for bodies/search
 
@@ -419,208 +419,360 @@ def _languages(value: str) -> list[str] | None:
 
 
 # --------------------------------------------------------------------------------------------
-# Addresses (message-address.c with FILL_MISSING)
+# Addresses: a re-implementation of the behaviour of Dovecot's message-address.c (FILL_MISSING)
+# on top of its rfc822-parser.c primitives.  Return codes follow Dovecot's convention:
+# -1 = syntax error, 0 = end of input reached, 1 = more input follows.  The quirks matter:
+# they decide which addresses appear in ENVELOPE, e.g. anything after "a@b <c@d>" is dropped,
+# "Name Only" becomes a name with MISSING_MAILBOX/MISSING_DOMAIN, "<a@b" gets SYNTAX_ERROR.
 
 MISSING_MAILBOX = "MISSING_MAILBOX"
 MISSING_DOMAIN = "MISSING_DOMAIN"
-
-# (kind, text): kinds: 'a' atom, 'q' quoted string, 'c' comment, 'l' domain literal, or the
-# special character itself; 'w' = whitespace seen before this token (bool in 3rd slot)
-_Tok = tuple[str, str, bool]
-
-
-def _addr_tokens(s: str) -> list[_Tok]:
-    toks: list[_Tok] = []
-    i, n = 0, len(s)
-    ws = False
-    while i < n:
-        c = s[i]
-        if c in " \t\r\n":
-            ws = True
-            i += 1
-            continue
-        if c == '"':
-            v, i = _quoted(s, i)
-            toks.append(("q", v, ws))
-        elif c == "(":
-            depth, j, buf = 0, i, []
-            while j < n:
-                d = s[j]
-                if d == "\\" and j + 1 < n:
-                    buf.append(s[j + 1])
-                    j += 2
-                    continue
-                if d == "(":
-                    depth += 1
-                    if depth > 1:
-                        buf.append(d)
-                elif d == ")":
-                    depth -= 1
-                    if depth == 0:
-                        j += 1
-                        break
-                    buf.append(d)
-                else:
-                    buf.append(d)
-                j += 1
-            i = j
-            toks.append(("c", "".join(buf), ws))
-        elif c == "[":
-            j = s.find("]", i)
-            j = n if j < 0 else j + 1
-            toks.append(("l", s[i:j], ws))
-            i = j
-        else:
-            m = _ATEXT_RE.match(s, i)
-            if m:
-                toks.append(("a", m.group(0), ws))
-                i = m.end()
-            else:
-                toks.append((c, c, ws))
-                i += 1
-        ws = False
-    return toks
-
 
 # An address: (name, route, mailbox, domain); group start = (None, None, name, None),
 # group end = (None, None, None, None).
 _Addr = tuple[str | None, str | None, str | None, str | None]
 
+_ATEXT_ASCII = frozenset("!#$%&'*+-/=?^_`{|}~ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+_ATEXT_RUN = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~\x80-\U0010ffff]*")
+_ATEXT_DOT_RUN = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.\x80-\U0010ffff]*")
 
-def _phrase(toks: list[_Tok]) -> str:
-    words: list[str] = []
-    for kind, text, ws in toks:
-        if kind in ("a", "q", "."):
-            if words and (kind == "." or not ws) and kind != "q" and words[-1] and words[-1][-1:] != "\x00":
-                # atoms and dots glue together when not separated by whitespace
-                words[-1] += text
+
+def _atext(c: str) -> bool:
+    return c in _ATEXT_ASCII or c >= "\x80"
+
+
+class _AddrParser:
+    __slots__ = ("s", "i", "n", "comment", "out", "name", "route", "mailbox", "domain", "invalid")
+
+    def __init__(self, s: str) -> None:
+        self.s = s
+        self.i = 0
+        self.n = len(s)
+        self.comment = ""
+        self.out: list[_Addr] = []
+        self.name: str | None = None
+        self.route: str | None = None
+        self.mailbox: str | None = None
+        self.domain: str | None = None
+        self.invalid = False
+
+    def cur(self) -> str:
+        return self.s[self.i] if self.i < self.n else "\x00"
+
+    # ---- rfc822-parser primitives
+    def skip_comment(self) -> int:
+        s, n = self.s, self.n
+        level, i = 1, self.i + 1
+        start, buf = i, []
+        while i < n:
+            c = s[i]
+            if c == "(":
+                level += 1
+            elif c == ")":
+                level -= 1
+                if level == 0:
+                    buf.append(s[start:i])
+                    self.comment = "".join(buf)
+                    self.i = i + 1
+                    return 1 if self.i < n else 0
+            elif c == "\\":
+                buf.append(s[start:i])
+                start = i + 1
+                i += 1
+                if i >= n:
+                    self.i = n
+                    return -1
+            i += 1
+        self.i = n
+        return -1
+
+    def skip_lwsp(self) -> int:
+        s, n = self.s, self.n
+        while self.i < n:
+            c = s[self.i]
+            if c in " \t\r\n":
+                self.i += 1
+                continue
+            if c != "(":
+                break
+            if self.skip_comment() < 0:
+                return -1
+        return 1 if self.i < n else 0
+
+    def dot_atom(self, out: list[str], domain: bool) -> int:
+        if self.i >= self.n or not _atext(self.s[self.i]):
+            return -1
+        while True:
+            j = _ATEXT_RUN.match(self.s, self.i).end()  # type: ignore[union-attr]
+            out.append(self.s[self.i : j])
+            self.i = j
+            if j >= self.n:
+                return 0
+            ret = self.skip_lwsp()
+            if ret <= 0:
+                return ret
+            if self.s[self.i] != ".":
+                return 1
+            self.i += 1
+            out.append(".")
+            ret = self.skip_lwsp()
+            if ret <= 0:
+                return ret
+            if domain and not _atext(self.s[self.i]):
+                return -1  # a domain may not end with "." (Dovecot 2.3: x@y.z., -> MISSING_DOMAIN)
+
+    def atom_or_dot(self, out: list[str]) -> int:
+        j = _ATEXT_DOT_RUN.match(self.s, self.i).end()  # type: ignore[union-attr]
+        out.append(self.s[self.i : j])
+        self.i = j
+        if j >= self.n:
+            return 0
+        return self.skip_lwsp()
+
+    def quoted_string(self, out: list[str]) -> int:
+        s, n = self.s, self.n
+        i = self.i + 1
+        start = i
+        while i < n:
+            c = s[i]
+            if c == '"':
+                out.append(s[start:i])
+                self.i = i + 1
+                return self.skip_lwsp()
+            if c == "\n":
+                out.append(s[start:i].removesuffix("\r"))
+                start = i + 1
+            elif c == "\\":
+                i += 1
+                if i >= n:
+                    self.i = n
+                    return -1
+                out.append(s[start : i - 1])
+                start = i
+            i += 1
+        self.i = n
+        return -1
+
+    def phrase(self, out: list[str]) -> int:
+        if self.i >= self.n:
+            return 0
+        if self.s[self.i] == ".":
+            return -1
+        while True:
+            ret = self.quoted_string(out) if self.s[self.i] == '"' else self.atom_or_dot(out)
+            if ret <= 0:
+                return ret
+            c = self.cur()
+            if not _atext(c) and c != '"' and c != ".":
+                break
+            out.append(" ")
+        return self.skip_lwsp()
+
+    def domain_part(self, out: list[str]) -> int:
+        """At '@'."""
+        self.i += 1
+        if self.skip_lwsp() <= 0:
+            return -1
+        if self.s[self.i] == "[":
+            s, n = self.s, self.n
+            start = i = self.i
+            while i < n:
+                if s[i] == "\\":
+                    i += 1
+                    if i >= n:
+                        break
+                elif s[i] == "]":
+                    out.append(s[start : i + 1])
+                    self.i = i + 1
+                    return self.skip_lwsp()
+                i += 1
+            self.i = n
+            return -1
+        return self.dot_atom(out, True)
+
+    # ---- message-address.c
+    def add(self) -> None:
+        self.out.append((self.name, self.route, self.mailbox, self.domain))
+        self.name = self.route = self.mailbox = self.domain = None
+        self.invalid = False
+
+    def add_fixed(self) -> None:
+        if self.mailbox is None:
+            self.mailbox = MISSING_MAILBOX
+        if not self.domain:
+            self.domain = MISSING_DOMAIN
+        self.add()
+
+    def local_part(self, buf: list[str]) -> int:
+        del buf[:]
+        ret = self.quoted_string(buf) if self.s[self.i] == '"' else self.dot_atom(buf, False)
+        if ret < 0:
+            return -1
+        self.mailbox = "".join(buf)
+        return ret
+
+    def parse_domain(self) -> int:
+        buf: list[str] = []
+        ret = self.domain_part(buf)
+        if ret < 0:
+            return -1
+        self.domain = "".join(buf)
+        return ret
+
+    def domain_list(self) -> int:
+        buf: list[str] = []
+        while True:
+            if self.i >= self.n:
+                return 0
+            if self.s[self.i] != "@":
+                break
+            if buf:
+                buf.append(",")
+            buf.append("@")
+            ret = self.domain_part(buf)
+            if ret <= 0:
+                return ret
+            while self.skip_lwsp() > 0 and self.s[self.i] == ",":
+                self.i += 1
+        self.route = "".join(buf)
+        return 1
+
+    def angle_addr(self) -> int:
+        self.i += 1  # '<'
+        ret = self.skip_lwsp()
+        if ret <= 0:
+            return ret
+        if self.s[self.i] == "@":
+            if self.domain_list() <= 0 or self.cur() != ":":
+                self.route = "INVALID_ROUTE"
+                if self.i >= self.n:
+                    return -1
             else:
-                words.append(text)
-    return " ".join(words)
+                self.i += 1
+            ret = self.skip_lwsp()
+            if ret <= 0:
+                return ret
+        if self.s[self.i] != ">":
+            buf: list[str] = []
+            ret = self.local_part(buf)
+            if ret <= 0:
+                return ret
+            if self.s[self.i] == "@":
+                ret = self.parse_domain()
+                if ret <= 0:
+                    return ret
+        if self.cur() != ">":
+            return -1
+        self.i += 1
+        return self.skip_lwsp()
 
+    def name_addr(self) -> int:
+        buf: list[str] = []
+        if self.phrase(buf) <= 0 or self.cur() != "<":
+            return -1
+        self.name = "".join(buf) or None
+        if self.angle_addr() < 0:
+            self.domain = "SYNTAX_ERROR"
+            self.invalid = True
+        return 1 if self.i < self.n else 0
 
-def _addr_spec(toks: list[_Tok]) -> tuple[str, str | None, str | None] | None:
-    """local-part ['@' domain] (+comments).  Returns (local, domain or None, last comment)."""
-    local: list[str] = []
-    domain: list[str] | None = None
-    comment: str | None = None
-    last_ws_word = False
-    for kind, text, ws in toks:
-        if kind == "c":
-            comment = text
-            continue
-        if kind == "@":
-            if domain is not None:
-                return None
-            domain = []
-            continue
-        if kind in ("a", "q", ".", "l"):
-            target = local if domain is None else domain
-            if target and ws and kind != "." and target[-1] != ".":
-                return None  # two words without a dot: not an addr-spec
-            target.append(text)
-            last_ws_word = ws
-            continue
-        return None
-    del last_ws_word
-    return "".join(local), (None if domain is None else "".join(domain)), comment
+    def addr_spec(self) -> int:
+        ret2 = -2
+        self.comment = ""
+        quoted = self.s[self.i] == '"'
+        buf: list[str] = []
+        ret = self.local_part(buf)
+        if ret <= 0:
+            self.invalid = True
+        if ret != 0 and self.i < self.n and self.s[self.i] == "@":
+            ret2 = self.parse_domain()
+            if ret2 <= 0:
+                ret = ret2
+        if self.comment:
+            self.name = self.comment
+        elif ret2 == -2:
+            # "user" alone is a mailbox; "user more words" is a display name
+            buf.append(" ")
+            before = len("".join(buf))
+            self.phrase(buf)
+            text = "".join(buf)
+            if len(text) != before:
+                self.mailbox = None
+                self.name = text
+            elif not quoted:
+                self.domain = ""
+            self.invalid = True
+            ret = -1
+        return ret
 
+    def mailbox_(self) -> int:
+        start = self.i
+        ret = self.name_addr()
+        if ret < 0:
+            self.i = start
+            self.name = self.route = self.mailbox = self.domain = None
+            ret = self.addr_spec()
+            if self.invalid and self.name is None and self.mailbox is not None and self.domain is None:
+                self.name, self.mailbox = self.mailbox, None
+        self.add_fixed()
+        return ret
 
-def _mailbox(toks: list[_Tok]) -> _Addr:
-    if not toks:
-        return (None, None, MISSING_MAILBOX, MISSING_DOMAIN)
-    lt = next((k for k, t in enumerate(toks) if t[0] == "<"), -1)
-    if lt >= 0:
-        name = _phrase(toks[:lt]) or None
-        if name is None:
-            comments = [t[1] for t in toks[:lt] if t[0] == "c"]
-            name = comments[-1] if comments else None
-        gt = next((k for k in range(lt + 1, len(toks)) if toks[k][0] == ">"), len(toks))
-        inner = toks[lt + 1 : gt]
-        route: str | None = None
-        colon = next((k for k, t in enumerate(inner) if t[0] == ":"), -1)
-        if colon >= 0:
-            route = "".join(t[1] for t in inner[:colon]) or None
-            inner = inner[colon + 1 :]
-        spec = _addr_spec(inner)
-        if spec is None:
-            return (name, route, MISSING_MAILBOX, MISSING_DOMAIN)
-        local, dom, _c = spec
-        return (name, route, local or MISSING_MAILBOX, dom or MISSING_DOMAIN)
-    spec = _addr_spec(toks)
-    if spec is not None:
-        local, dom, comment = spec
-        if local or dom is not None:
-            return (comment, None, local or MISSING_MAILBOX, dom or MISSING_DOMAIN)
-    name = _phrase(toks) or None
-    return (name, None, MISSING_MAILBOX, MISSING_DOMAIN)
+    def group(self) -> int:
+        buf: list[str] = []
+        if self.phrase(buf) <= 0 or self.cur() != ":":
+            return -1
+        self.i += 1
+        ret = self.skip_lwsp()
+        self.mailbox = "".join(buf)
+        self.add()
+        if ret > 0 and self.s[self.i] != ";":
+            while True:
+                self.mailbox_()
+                if self.i >= self.n or self.s[self.i] != ",":
+                    break
+                self.i += 1
+                if self.skip_lwsp() <= 0:
+                    ret = -1
+                    break
+        if ret >= 0:
+            if self.i >= self.n or self.s[self.i] != ";":
+                ret = -1
+            else:
+                self.i += 1
+                ret = self.skip_lwsp()
+        self.add()
+        return 0 if ret == 0 else 1
 
+    def address(self) -> int:
+        start = self.i
+        ret = self.group()
+        if ret < 0:
+            self.i = start
+            self.name = self.route = self.mailbox = self.domain = None
+            ret = self.mailbox_()
+        return ret
 
-def _split_items(toks: list[_Tok], stops: str) -> list[list[_Tok]]:
-    items: list[list[_Tok]] = [[]]
-    depth = 0
-    for t in toks:
-        if t[0] == "<":
-            depth += 1
-        elif t[0] == ">":
-            depth = max(0, depth - 1)
-        if depth == 0 and t[0] in stops:
-            items.append([])
-            continue
-        items[-1].append(t)
-    return items
+    def address_list(self) -> None:
+        for _ in range(100000):
+            if self.address() == 0:
+                break
+            if self.i >= self.n or self.s[self.i] != ",":
+                break
+            self.i += 1
+            ret = self.skip_lwsp()
+            if ret <= 0:
+                if ret < 0:
+                    self.add_fixed()
+                break
 
 
 def _parse_addresses(value: str) -> list[_Addr]:
-    """Address list the way Dovecot's parser (FILL_MISSING) sees it."""
-    toks = _addr_tokens(value)
-    out: list[_Addr] = []
-    i, n = 0, len(toks)
-    while i < n:
-        # one address item: up to the next top-level ',' -- or a group 'phrase: ... ;'
-        j, depth, colon = i, 0, -1
-        while j < n:
-            k = toks[j][0]
-            if k == "<":
-                depth += 1
-            elif k == ">":
-                depth = max(0, depth - 1)
-            elif depth == 0 and k == ",":
-                break
-            elif depth == 0 and k == ":" and colon < 0:
-                colon = j
-            elif depth == 0 and k in "@" and colon < 0:
-                colon = -2
-            j += 1
-        if colon >= 0:
-            # group: name ':' members ';'
-            semi, depth = colon + 1, 0
-            while semi < n and not (toks[semi][0] == ";" and depth == 0):
-                if toks[semi][0] == "<":
-                    depth += 1
-                elif toks[semi][0] == ">":
-                    depth = max(0, depth - 1)
-                semi += 1
-            out.append((None, None, _phrase(toks[i:colon]), None))
-            members = _split_items(toks[colon + 1 : semi], ",")
-            for m_i, m in enumerate(members):
-                if m or m_i < len(members) - 1:
-                    if any(t[0] not in ("c",) for t in m) or not m:
-                        out.append(_mailbox(m))
-            out.append((None, None, None, None))
-            i = semi + 1
-            # skip to the comma after the group
-            while i < n and toks[i][0] != ",":
-                i += 1
-            if i < n:
-                i += 1
-            continue
-        item = toks[i:j]
-        out.append(_mailbox(item))
-        i = j + 1
-        if j < n and i >= n:
-            break  # trailing comma: nothing more
-    return out
+    """Address list the way Dovecot's message_address_parse(FILL_MISSING) sees it."""
+    p = _AddrParser(value)
+    if p.skip_lwsp() <= 0:
+        return []
+    p.address_list()
+    return p.out
 
 
 def _addr_list_imap(addrs: list[_Addr]) -> str:
@@ -662,6 +814,7 @@ class _Part:
         "cte",
         "boundary",
         "outer_end",
+        "bin_cte",
     )
 
     def __init__(self, start: int) -> None:
@@ -686,6 +839,7 @@ class _Part:
         self.cte: str | None = None
         self.boundary: bytes | None = None
         self.outer_end = start  # where the parent's body continues (body_end + stolen CRLF)
+        self.bin_cte: str | None = None  # raw last CTE value, as Dovecot's BINARY decoder reads it
 
     @property
     def is_text(self) -> bool:
@@ -837,7 +991,13 @@ class _Parser:
     def apply_mime(self, p: _Part, digest_child: bool, in_multipart: bool) -> None:
         """Content-* headers count only in a MIME part: inside a multipart, or with a
         MIME-Version or Content-Type header (else Dovecot forgets them all)."""
-        if not in_multipart and not any(n in ("mime-version", "content-type") for n, _ in p.fields):
+        is_mime = in_multipart
+        for n, rv in p.fields:
+            if n == "content-transfer-encoding":
+                p.bin_cte = _s(rv).replace("\n", "").strip(" \t\r").lower()
+            elif n in ("mime-version", "content-type"):
+                is_mime = True
+        if not is_mime:
             return
         seen: set[str] = set()
         for name, raw in p.fields:
@@ -858,8 +1018,8 @@ class _Parser:
                             p.boundary = _wire(val)[:BOUNDARY_MAX_LEN]
                             break
             elif name == "content-transfer-encoding":
-                tok, _ = _mime_token(v, _skip_cfws(v, 0))
-                p.cte = tok or None
+                tok, tok_end = _mime_token(v, _skip_cfws(v, 0))
+                p.cte = tok if tok and _skip_cfws(v, tok_end) >= len(v) else None  # no trailing garbage
             elif name == "content-disposition":
                 p.disp = _disposition(v)
             elif name == "content-language":
@@ -1004,8 +1164,13 @@ def _b64_lenient(body: bytes) -> bytes:
     return bytes(out)
 
 
-def _cte_decode(body: bytes, cte: str | None) -> bytes | None:
-    c = (cte or "7bit").lower()
+def _cte_decode(body: bytes, cte: str | None, strict: bool = False) -> bytes | None:
+    """Undo a Content-Transfer-Encoding; None if unknown.  ``strict`` (BINARY): the value must be
+    exactly a known name -- Dovecot answers UNKNOWN-CTE for "" or "base64 junk"; otherwise the
+    first token counts."""
+    c = "7bit" if cte is None else cte.lower()
+    if not strict:
+        c = c.split()[0] if c.split() else "7bit"
     if c in ("7bit", "8bit", "binary"):
         return body
     if c == "base64":
@@ -1199,7 +1364,7 @@ def _collect(p: _Part, num: str, data: bytes, acc: _Acc, in_attached: bool) -> N
     mt = p.mime_type()
     if disp != "attachment" and mt in ("text/plain", "text/html"):
         raw = data[p.body_start : min(p.body_end, p.body_start + MAX_DECODE)]
-        dec = _cte_decode(raw, p.cte)
+        dec = _cte_decode(raw, p.bin_cte or p.cte)
         text = _charset_decode(dec if dec is not None else raw, _param(p.params, "charset"))
         text = text.replace("\r\n", "\n")
         if not text:
@@ -1430,7 +1595,10 @@ def _filter_header(block: bytes, names: str, negate: bool) -> bytes:
         block = block[:-4]
     elif block.endswith(b"\r\n"):
         block = block[:-2]
-    out = [raw for name, raw in _header_lines(block) if name and ((name in wanted) != negate)]
+    if negate:
+        out = [raw for name, raw in _header_lines(block) if name not in wanted]
+    else:
+        out = [raw for name, raw in _header_lines(block) if name in wanted]
     if eoh or (not negate and (complete or out)):
         out.append(b"\r\n")
     return b"".join(out)
@@ -1480,9 +1648,12 @@ def fetch_section(raw: bytes, section: str) -> bytes | None:
     cases, so the IMAP layer should send ``""`` for None to match it (RFC 9051 allows either).
     Never raises: a malformed section spec is None too."""
     try:
-        return _section(_normalize(raw), section)
+        out = _section(_normalize(raw), section)
     except Exception:  # noqa: BLE001
         return None
+    if out is not None and b"\x00" in out:
+        out = out.replace(b"\x00", b"\x80")  # Dovecot never sends NUL in BODY[] (only BINARY)
+    return out
 
 
 def _leaves(p: _Part) -> list[_Part]:
@@ -1497,10 +1668,10 @@ def _binary_message(data: bytes, root: _Part, start: int = 0, end: int | None = 
     out: list[bytes] = []
     pos = start
     for leaf in _leaves(root):
-        c = (leaf.cte or "7bit").lower()
+        c = "7bit" if leaf.bin_cte is None else leaf.bin_cte
         if c in ("7bit", "8bit", "binary"):
             continue
-        dec = _cte_decode(data[leaf.body_start : leaf.body_end], leaf.cte)
+        dec = _cte_decode(data[leaf.body_start : leaf.body_end], c, strict=True)
         if dec is None:
             return None
         block = data[leaf.hdr_start : leaf.hdr_end]
@@ -1538,6 +1709,6 @@ def fetch_binary(raw: bytes, part: str) -> bytes | None:
             return None
         if p.multipart or p.rfc822:
             return _binary_message(data, p, p.body_start, p.body_end)
-        return _cte_decode(data[p.body_start : p.body_end], p.cte)
+        return _cte_decode(data[p.body_start : p.body_end], p.bin_cte, strict=True)
     except Exception:  # noqa: BLE001
         return None

@@ -753,3 +753,135 @@ caf=C3=A9
 w("41_deep_nesting.eml", "From: a@example.com\nSubject: deep\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b0\n\n"
   + "".join(f"--b{i}\nContent-Type: multipart/mixed; boundary=b{i+1}\n\n" for i in range(120))
   + "--b120\nContent-Type: text/plain\n\ndeep leaf\n" + "".join(f"--b{i}--\n" for i in range(120, -1, -1)))
+
+w("42_address_zoo.eml", """From: Pete(A nice \\) chap) <pete(his account)@silly.test(his host)>
+Sender: Joe Q. Public <john.q.public@example.com>
+Reply-To: Mary Smith <@node.test:mary@example.net>, jdoe@test   . example
+To: "a@b" <c@d.example>, a@b.example <e@f.example>, <g@h.example>, John Smith <john@x.example>garbage
+Cc: user@[192.0.2.1], "quoted\\"local"@example.com, a.@b.example, x@y.z.,
+ =?utf-8?q?J=C3=B6rg?= <joerg@example.de>, "=?utf-8?q?in_quotes?=" <iq@example.com>, Jörg Raw <raw@example.de>
+Bcc: <no-close@example.com, outer: inner: x@y.example; ;, (only comment), Name <>
+Subject: address zoo
+Date: Mon, 16 Jan 2023 10:00:00 +0000
+
+body
+""")
+
+w("43_content_type_zoo.eml", """From: a@example.com
+Subject: content-type zoo
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="zoo"
+
+--zoo
+Content-Type: text/plain (comment); charset=utf-8 (c2)
+Content-Disposition: attachment;
+Content-Language: en-US (comment), de
+
+a
+--zoo
+Content-Type: text / plain ; charset = "quoted \\"x\\"" ; foo ; =bar; dup=1; dup=2;
+Content-Disposition: inline; filename=
+
+b
+--zoo
+Content-Type: TEXT/PLAIN;CHARSET=UTF-8;NAME="Grüße.txt"
+Content-Disposition: attachment; filename*=iso-8859-1'de'Gr%FC%DFe.txt
+
+c
+--zoo
+Content-Type:
+Content-Transfer-Encoding:
+
+d
+--zoo
+Content-Type: text/plain; charset=
+Content-Transfer-Encoding: quoted-printable garbage
+Content-ID: <id with spaces> (comment)
+Content-Description:   spaced   description   
+
+e
+--zoo
+Content-Type: application/x-thing; a*0*=us-ascii'en'x%20y; a*1="z"; b*0=one; b*2=three
+
+f
+--zoo--
+""")
+
+w("44_boundary_zoo.eml", """From: a@example.com
+Subject: boundary zoo
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="with space and (special) chars=?"
+
+--with space and (special) chars=?
+Content-Type: multipart/alternative;
+ boundary=0123456789012345678901234567890123456789012345678901234567890123456789TAIL
+
+--0123456789012345678901234567890123456789012345678901234567890123456789TAIL
+Content-Type: text/plain
+
+long one
+--0123456789012345678901234567890123456789012345678901234567890123456789XXXX
+Content-Type: text/plain
+
+long two (prefix match on 70 chars?)
+--0123456789012345678901234567890123456789012345678901234567890123456789TAIL--
+--with space and (special) chars=?\t
+Content-Type: text/plain
+
+tab after boundary
+--with space and (special) chars=?--
+""")
+
+w("45_rfc822_nomime.eml", """From: a@example.com
+Subject: inner without MIME-Version
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="n"
+
+--n
+Content-Type: message/rfc822
+
+From: "Inner, Name" <inner@example.com>
+To: x@example.com, group: y@example.com;
+Subject: inner
+Content-Transfer-Encoding: base64
+Content-Description: ignored without MIME-Version?
+
+aW5uZXI=
+--n
+Content-Type: message/rfc822
+
+From: inner2@example.com
+Subject: inner2 with content-type
+Content-Type: text/plain; charset=utf-8
+Content-Transfer-Encoding: base64
+
+aW5uZXI=
+--n
+Content-Type: message/RFC822
+
+Subject: inner3 with nested multipart digest
+MIME-Version: 1.0
+Content-Type: multipart/digest; boundary=d
+
+--d
+
+Subject: digest member
+
+member body
+--d--
+--n--
+""")
+
+w("46_header_oddities.eml", """ leading continuation line
+Subject:x
+FROM:UPPER@EXAMPLE.COM
+To:\t\tb@example.org\t
+Cc: 
+Date:
+Message-ID: no angle brackets
+In-Reply-To: <a@b> (comment) <c@d>
+X-Bad Header: value
+Content-Type: text/plain; name="=?utf-8?b?w6Q=?="
+
+body\x00with nul
+""")
