@@ -82,12 +82,14 @@ async def _claim_addresses(
     session: AsyncSession, principal: Principal, addresses: list[str], *, primary: str | None
 ) -> None:
     for addr in addresses:
+        # The domain check comes first: another tenant's address answers like any foreign one,
+        # so whether it exists does not leak.
+        dom = await _domain_for(session, addr, principal.tenant_id, "emails")
         owner = (await session.execute(select(Address).where(Address.address == addr))).scalar_one_or_none()
         if owner is not None:
             if owner.principal_id == principal.id:
                 continue
             raise AlreadyExists(f"address {addr} is already in use", field="emails", value=addr)
-        dom = await _domain_for(session, addr, principal.tenant_id, "emails")
         if principal.domain_id is None:
             principal.domain_id = dom.id
         session.add(Address(address=addr, principal_id=principal.id, domain_id=dom.id, is_primary=addr == primary))
@@ -121,6 +123,8 @@ async def create_principal(
     from mailwright.mailstore import mailboxes  # the mailstore owns mailbox creation
 
     async with db.write() as s:
+        for addr in emails:  # foreign domains first (400), so a taken foreign name does not leak (409)
+            await _domain_for(s, addr, tenant_id, "emails")
         if (await s.execute(select(Principal.id).where(Principal.name == name))).first():
             raise AlreadyExists(f"principal {name} already exists", field="name", value=name)
         p = Principal(
