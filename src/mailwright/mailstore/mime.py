@@ -263,175 +263,6 @@ def _mime_token(s: str, i: int) -> tuple[str, int]:
     return s[i:j], j
 
 
-def _quoted(s: str, i: int) -> tuple[str, int]:
-    """s[i] == '"'.  Returns unescaped content and index after the closing quote."""
-    out: list[str] = []
-    i += 1
-    n = len(s)
-    while i < n:
-        c = s[i]
-        if c == '"':
-            return "".join(out), i + 1
-        if c == "\\" and i + 1 < n:
-            i += 1
-            c = s[i]
-        if c not in "\r\n":
-            out.append(c)
-        i += 1
-    return "".join(out), i
-
-
-def _content_type(value: str) -> tuple[str, str | None, list[tuple[str, str]], bool]:
-    """(type, subtype or None, params, ok).  Dovecot keeps the case as given; broken values keep
-    what could be parsed and get no parameters."""
-    m = _FAST_CT_RE.match(value)
-    if m is not None and (m.end() >= len(value) or value[m.end()] == ";"):
-        return m.group(1), m.group(2), _params(value, m.end()), True
-    i = _skip_cfws(value, 0)
-    typ, i = _mime_token(value, i)
-    if not typ:
-        return "", None, [], False
-    i = _skip_cfws(value, i)
-    if i >= len(value) or value[i] != "/":
-        return typ, None, [], False
-    i = _skip_cfws(value, i + 1)
-    sub, i = _mime_token(value, i)
-    if not sub:
-        return typ, None, [], False
-    i = _skip_cfws(value, i)
-    return typ, sub, _params(value, i), True
-
-
-_TOK = r'[^\x00-\x20()<>@,;:\\"/\[\]?=\x7f]+'
-_FAST_PARAM_RE = re.compile(
-    r"[ \t\n]*;[ \t\n]*(" + _TOK + r')[ \t\n]*=[ \t\n]*(?:"((?:[^"\\\r\n]|\\.)*)"|(' + _TOK + r"))[ \t\n]*"
-)
-_FAST_CT_RE = re.compile(r"[ \t\n]*(" + _TOK + r")[ \t\n]*/[ \t\n]*(" + _TOK + r")[ \t\n]*")
-_UNESCAPE_RE = re.compile(r"\\(.)")
-
-
-def _params(s: str, i: int) -> list[tuple[str, str]]:
-    """``rfc2231_parse``: ``; key=value`` pairs, then RFC 2231 continuations merged (appended)."""
-    # fast path: well-formed, comment-free parameters without RFC 2231 syntax
-    fast: list[tuple[str, str]] = []
-    j, n = i, len(s)
-    while j < n:
-        m = _FAST_PARAM_RE.match(s, j)
-        if m is None:
-            break
-        q = m.group(2)
-        fast.append((m.group(1), m.group(3) if q is None else (_UNESCAPE_RE.sub(r"\1", q) if "\\" in q else q)))
-        j = m.end()
-    if j >= n and not any("*" in k for k, _ in fast):
-        return fast
-    plain: list[tuple[str, str]] = []
-    ext: list[tuple[str, int, bool, str]] = []
-    n = len(s)
-    while i < n:
-        if s[i] != ";":
-            i += 1  # broken: Dovecot skips a char and retries
-            continue
-        i = _skip_cfws(s, i + 1)
-        key, i = _mime_token(s, i)
-        if not key:
-            continue
-        i = _skip_cfws(s, i)
-        if i >= n or s[i] != "=":
-            continue
-        i = _skip_cfws(s, i + 1)
-        if i < n and s[i] == '"':
-            val, i = _quoted(s, i)
-        elif i < n and s[i] == "=":
-            j = i
-            while j < n and s[j] not in "; \t\r\n":
-                j += 1
-            val, i = s[i:j], j
-        else:
-            val, i = _mime_token(s, i)
-        i = _skip_cfws(s, i)
-        star = key.find("*")
-        if star >= 0:
-            rest = key[star + 1 :]
-            if rest == "":
-                ext.append((key[:star], 0, True, val))  # name*=charset'lang'value
-                continue
-            digits = rest.rstrip("*")
-            if digits.isdigit() and rest in (digits, digits + "*"):
-                ext.append((key[:star], int(digits), rest.endswith("*"), val))
-                continue
-        plain.append((key, val))
-    if ext:
-        ext.sort(key=lambda t: (t[0].lower(), t[1]))
-        k = 0
-        while k < len(ext):
-            j = k
-            ok = True
-            have_ext = False
-            nxt = 0
-            while j < len(ext) and ext[j][0].lower() == ext[k][0].lower():
-                if ext[j][1] != nxt:
-                    ok = False
-                have_ext = have_ext or ext[j][2]
-                nxt += 1
-                j += 1
-            if not ok:
-                for x in range(k, j):
-                    kk, idx, e, v = ext[x]
-                    plain.append((f"{kk}*{idx}*" if e else f"{kk}*{idx}", v))
-            else:
-                parts: list[str] = []
-                if not ext[k][2] and have_ext:
-                    parts.append("''")
-                for x in range(k, j):
-                    v = ext[x][3]
-                    if not ext[x][2] and have_ext:
-                        v = "".join(c if c.isalnum() or c in "-._~" else f"%{ord(c):02X}" for c in v)
-                    parts.append(v)
-                plain.append((ext[k][0] + ("*" if have_ext else ""), "".join(parts)))
-            k = j
-    return plain
-
-
-def _disposition(value: str) -> tuple[str, list[tuple[str, str]]] | None:
-    i = _skip_cfws(value, 0)
-    tok, i = _mime_token(value, i)
-    if not tok:
-        return None
-    return tok, _params(value, _skip_cfws(value, i))
-
-
-_ATEXT_RE = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~\x80-\U0010ffff]+")
-
-
-def _languages(value: str) -> list[str] | None:
-    langs: list[str] = []
-    i = _skip_cfws(value, 0)
-    while i < len(value):
-        m = _ATEXT_RE.match(value, i)
-        if not m:
-            break
-        langs.append(m.group(0))
-        i = _skip_cfws(value, m.end())
-        if i >= len(value) or value[i] != ",":
-            break
-        i = _skip_cfws(value, i + 1)
-    return langs or None
-
-
-# --------------------------------------------------------------------------------------------
-# Addresses: a re-implementation of the behaviour of Dovecot's message-address.c (FILL_MISSING)
-# on top of its rfc822-parser.c primitives.  Return codes follow Dovecot's convention:
-# -1 = syntax error, 0 = end of input reached, 1 = more input follows.  The quirks matter:
-# they decide which addresses appear in ENVELOPE, e.g. anything after "a@b <c@d>" is dropped,
-# "Name Only" becomes a name with MISSING_MAILBOX/MISSING_DOMAIN, "<a@b" gets SYNTAX_ERROR.
-
-MISSING_MAILBOX = "MISSING_MAILBOX"
-MISSING_DOMAIN = "MISSING_DOMAIN"
-
-# An address: (name, route, mailbox, domain); group start = (None, None, name, None),
-# group end = (None, None, None, None).
-_Addr = tuple[str | None, str | None, str | None, str | None]
-
 _ATEXT_ASCII = frozenset("!#$%&'*+-/=?^_`{|}~ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
 _ATEXT_RUN = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~\x80-\U0010ffff]*")
 _ATEXT_DOT_RUN = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.\x80-\U0010ffff]*")
@@ -441,20 +272,17 @@ def _atext(c: str) -> bool:
     return c in _ATEXT_ASCII or c >= "\x80"
 
 
-class _AddrParser:
-    __slots__ = ("s", "i", "n", "comment", "out", "name", "route", "mailbox", "domain", "invalid")
+class _Rfc822:
+    """The primitives of Dovecot's rfc822-parser.c over a str.  Return codes as Dovecot's:
+    -1 error, 0 end of input, 1 more input follows.  ``comment`` is the last comment seen."""
 
-    def __init__(self, s: str) -> None:
+    __slots__ = ("s", "i", "n", "comment")
+
+    def __init__(self, s: str, i: int = 0) -> None:
         self.s = s
-        self.i = 0
+        self.i = i
         self.n = len(s)
         self.comment = ""
-        self.out: list[_Addr] = []
-        self.name: str | None = None
-        self.route: str | None = None
-        self.mailbox: str | None = None
-        self.domain: str | None = None
-        self.invalid = False
 
     def cur(self) -> str:
         return self.s[self.i] if self.i < self.n else "\x00"
@@ -589,6 +417,204 @@ class _AddrParser:
             self.i = n
             return -1
         return self.dot_atom(out, True)
+
+    def mime_token(self) -> tuple[str, int]:
+        j = _TOKEN_RE.match(self.s, self.i).end()  # type: ignore[union-attr]
+        tok = self.s[self.i : j]
+        self.i = j
+        return tok, (0 if j >= self.n else self.skip_lwsp())
+
+
+def _content_type(value: str) -> tuple[str, str | None, list[tuple[str, str]], bool]:
+    """(type, subtype or None, params, ok) like Dovecot 2.3: case kept as given.  A broken value
+    keeps what could be parsed ("text" alone -> type "text"; "junk: x" -> type "") and gets
+    no parameters."""
+    m = _FAST_CT_RE.match(value)
+    if m is not None and (m.end() >= len(value) or value[m.end()] == ";"):
+        return m.group(1), m.group(2), _params(value, m.end()), True
+    p = _Rfc822(value)
+    if p.skip_lwsp() <= 0:
+        return "", None, [], False
+    typ, ret = p.mime_token()
+    if ret <= 0 or not typ:
+        return typ, None, [], False  # a type running to the end is kept ("text" -> "text" "")
+    if p.cur() != "/":
+        return "", None, [], False
+    p.i += 1
+    if p.skip_lwsp() <= 0:
+        return "", None, [], False
+    sub, ret = p.mime_token()
+    if ret < 0 or not sub or (p.i < p.n and p.s[p.i] != ";"):
+        return "", None, [], False  # anything but parameters after the subtype: all invalid
+    return typ, sub, _params(value, p.i), True
+
+
+_TOK = r'[^\x00-\x20()<>@,;:\\"/\[\]?=\x7f]+'
+_FAST_PARAM_RE = re.compile(
+    r'[ \t\n]*;[ \t\n]*(' + _TOK + r')[ \t\n]*=[ \t\n]*(?:"((?:[^"\\\r\n]|\\.)*)"|(' + _TOK + r"))[ \t\n]*"
+)
+_FAST_CT_RE = re.compile(r"[ \t\n]*(" + _TOK + r")[ \t\n]*/[ \t\n]*(" + _TOK + r")[ \t\n]*")
+_UNESCAPE_RE = re.compile(r"\\(.)")
+
+
+def _content_param(p: _Rfc822) -> tuple[int, str, str]:
+    """``rfc822_parse_content_param``: one ``; key=value``.  (ret, key, value)."""
+    if p.i >= p.n:
+        return 0, "", ""
+    if p.s[p.i] != ";":
+        return -1, "", ""
+    p.i += 1
+    if p.skip_lwsp() <= 0:
+        return -1, "", ""
+    key, ret = p.mime_token()
+    if ret <= 0 or p.s[p.i] != "=":
+        return -1, "", ""
+    p.i += 1
+    ret = p.skip_lwsp()
+    if ret <= 0:
+        value = ""  # broken / no value
+    elif p.s[p.i] == '"':
+        buf: list[str] = []
+        ret = p.quoted_string(buf)
+        value = "".join(buf)
+    elif p.s[p.i] == "=":
+        # Dovecot's workaround for name==?utf-8?b?...?=
+        j = p.i
+        while j < p.n and p.s[j] not in "; \t\r\n":
+            j += 1
+        value, p.i = p.s[p.i : j], j
+    else:
+        value, ret = p.mime_token()
+    return (-1 if ret < 0 else 1), key, value
+
+
+def _params(s: str, i: int) -> list[tuple[str, str]]:
+    """``rfc2231_parse``: ``; key=value`` pairs (a broken one is skipped one character at a time,
+    as Dovecot does), then RFC 2231 continuations merged and appended after the plain ones."""
+    # fast path: well-formed, comment-free parameters without RFC 2231 syntax
+    fast: list[tuple[str, str]] = []
+    j, n = i, len(s)
+    while j < n:
+        m = _FAST_PARAM_RE.match(s, j)
+        if m is None:
+            break
+        q = m.group(2)
+        fast.append((m.group(1), m.group(3) if q is None else (_UNESCAPE_RE.sub(r"\1", q) if "\\" in q else q)))
+        j = m.end()
+    if j >= n and not any("*" in k for k, _ in fast):
+        return fast
+    plain: list[tuple[str, str]] = []
+    ext: list[tuple[str, int, bool, str]] = []
+    p = _Rfc822(s, i)
+    while True:
+        ret, key, val = _content_param(p)
+        if ret == 0:
+            break
+        if ret < 0:
+            if p.i >= p.n:
+                break
+            p.i += 1
+            continue
+        star = key.find("*")
+        if star >= 0:
+            k, idx = star, 0
+            if k + 1 < len(key):
+                k += 1
+                while k < len(key) and key[k] in "0123456789":
+                    idx = idx * 10 + ord(key[k]) - 48
+                    k += 1
+            extended = k < len(key) and key[k] == "*"
+            if extended:
+                k += 1
+            if k == len(key):
+                ext.append((key[:star], idx, extended, val))
+                continue
+        plain.append((key, val))
+    if ext:
+        ext.sort(key=lambda t: (t[0].lower(), t[1]))
+        k = 0
+        while k < len(ext):
+            j = k
+            ok = True
+            have_ext = False
+            nxt = 0
+            while j < len(ext) and ext[j][0].lower() == ext[k][0].lower():
+                if ext[j][1] != nxt:
+                    ok = False
+                have_ext = have_ext or ext[j][2]
+                nxt += 1
+                j += 1
+            if not ok:
+                for x in range(k, j):
+                    kk, idx, e, v = ext[x]
+                    plain.append((f"{kk}*{idx}*" if e else f"{kk}*{idx}", v))
+            else:
+                parts: list[str] = []
+                if not ext[k][2] and have_ext:
+                    parts.append("''")
+                for x in range(k, j):
+                    v = ext[x][3]
+                    if not ext[x][2] and have_ext:
+                        v = "".join(c if c.isalnum() or c in "-._~" else f"%{ord(c):02X}" for c in v)
+                    parts.append(v)
+                plain.append((ext[k][0] + ("*" if have_ext else ""), "".join(parts)))
+            k = j
+    return plain
+
+
+def _disposition(value: str) -> tuple[str, list[tuple[str, str]]] | None:
+    """Dovecot keeps even an empty disposition token (sent as ``("" NIL)``)."""
+    p = _Rfc822(value)
+    p.skip_lwsp()
+    tok, ret = p.mime_token()
+    if ret < 0:
+        return None
+    return tok, _params(value, p.i)
+
+
+_ATEXT_RE = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~\x80-\U0010ffff]+")
+
+
+def _languages(value: str) -> list[str] | None:
+    langs: list[str] = []
+    i = _skip_cfws(value, 0)
+    while i < len(value):
+        m = _ATEXT_RE.match(value, i)
+        if not m:
+            break
+        langs.append(m.group(0))
+        i = _skip_cfws(value, m.end())
+        if i >= len(value) or value[i] != ",":
+            break
+        i = _skip_cfws(value, i + 1)
+    return langs or None
+
+
+# --------------------------------------------------------------------------------------------
+# Addresses: a re-implementation of the behaviour of Dovecot's message-address.c (FILL_MISSING)
+# on top of its rfc822-parser.c primitives.  Return codes follow Dovecot's convention:
+# -1 = syntax error, 0 = end of input reached, 1 = more input follows.  The quirks matter:
+# they decide which addresses appear in ENVELOPE, e.g. anything after "a@b <c@d>" is dropped,
+# "Name Only" becomes a name with MISSING_MAILBOX/MISSING_DOMAIN, "<a@b" gets SYNTAX_ERROR.
+
+MISSING_MAILBOX = "MISSING_MAILBOX"
+MISSING_DOMAIN = "MISSING_DOMAIN"
+
+# An address: (name, route, mailbox, domain); group start = (None, None, name, None),
+# group end = (None, None, None, None).
+_Addr = tuple[str | None, str | None, str | None, str | None]
+
+class _AddrParser(_Rfc822):
+    __slots__ = ("out", "name", "route", "mailbox", "domain", "invalid")
+
+    def __init__(self, s: str) -> None:
+        super().__init__(s)
+        self.out: list[_Addr] = []
+        self.name: str | None = None
+        self.route: str | None = None
+        self.mailbox: str | None = None
+        self.domain: str | None = None
+        self.invalid = False
 
     # ---- message-address.c
     def add(self) -> None:
@@ -873,8 +899,10 @@ class _Parser:
         line = pos
         while True:
             if data.startswith(b"--", line):
+                # innermost first; a longer match wins, an equal one does not (Dovecot)
                 best, blen = -1, -1
-                for k, b in enumerate(bounds):
+                for k in range(len(bounds) - 1, -1, -1):
+                    b = bounds[k]
                     if len(b) > blen and data.startswith(b, line):
                         best, blen = k, len(b)
                 if best >= 0:
@@ -966,7 +994,12 @@ class _Parser:
         while bi == me:
             line_end = data.find(b"\r\n", b)
             nxt = self.n if line_end < 0 else line_end + 2
-            if data.startswith(b"--", b + len(own)):
+            close = data.startswith(b"--", b + len(own))
+            if line_end < 0 and not close:
+                # a boundary line without LF at EOF starts no part (Dovecot)
+                p.body_end = p.outer_end = self.n
+                return p, self.n, -1
+            if close:
                 # close delimiter: the rest up to an ancestor boundary is epilogue
                 last_child = None
                 eb, ebi = self.next_boundary(nxt, bounds)
@@ -1003,8 +1036,24 @@ class _Parser:
         for name, raw in p.fields:
             if not name.startswith("content-") or name in seen:
                 continue
-            seen.add(name)
             v = _s(raw)
+            if name == "content-transfer-encoding":
+                tok, tok_end = _mime_token(v, _skip_cfws(v, 0))
+                if tok and _skip_cfws(v, tok_end) >= len(v):  # first *valid* one counts
+                    p.cte = tok
+                    seen.add(name)
+                continue
+            if name == "content-disposition":
+                p.disp = _disposition(v)
+                if p.disp is not None:
+                    seen.add(name)
+                continue
+            if name == "content-language":
+                p.lang = _languages(v)
+                if p.lang is not None:
+                    seen.add(name)
+                continue
+            seen.add(name)
             if name == "content-type":
                 typ, sub, params, ok = _content_type(v)
                 p.ctype, p.csub, p.params, p.ct_ok = typ, sub if sub is not None else "", params, ok
@@ -1017,13 +1066,6 @@ class _Parser:
                         if k.lower() == "boundary":
                             p.boundary = _wire(val)[:BOUNDARY_MAX_LEN]
                             break
-            elif name == "content-transfer-encoding":
-                tok, tok_end = _mime_token(v, _skip_cfws(v, 0))
-                p.cte = tok if tok and _skip_cfws(v, tok_end) >= len(v) else None  # no trailing garbage
-            elif name == "content-disposition":
-                p.disp = _disposition(v)
-            elif name == "content-language":
-                p.lang = _languages(v)
             elif name == "content-id":
                 p.cid = v
             elif name == "content-description":
