@@ -28,6 +28,7 @@ __all__ = [
     "RecipientState",
     "delete_message",
     "enqueue",
+    "flush",
     "get_message",
     "list_messages",
     "retry_now",
@@ -182,6 +183,19 @@ async def retry_now(svc: Services, queue_id: int, tenant_id: str | None = None) 
     wakeup_event(svc).set()
     async with svc.db.read() as s:
         return await get_message(s, queue_id, tenant_id)
+
+
+async def flush(svc: Services, tenant_id: str | None = None) -> int:
+    """Make every pending recipient due now (as `postqueue -f`); returns how many."""
+    async with svc.db.write() as s:
+        q = update(QueuedRecipient).where(QueuedRecipient.status == "pending")
+        if tenant_id is not None:
+            mine = select(QueuedMessage.id).where(QueuedMessage.tenant_id == tenant_id)
+            q = q.where(QueuedRecipient.queue_id.in_(mine))
+        res = await s.execute(q.values(next_attempt_at=utcnow()))
+        n: int = getattr(res, "rowcount", 0)
+    wakeup_event(svc).set()
+    return n
 
 
 async def delete_message(svc: Services, queue_id: int, tenant_id: str | None = None) -> None:
