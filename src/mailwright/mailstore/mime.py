@@ -144,7 +144,8 @@ def _nstring(s: str | None) -> str:
     if _QSAFE_RE.fullmatch(s):
         return '"' + s + '"'
     if "\r" in s or "\n" in s:
-        s = s.replace("\r", "").replace("\n", "")
+        # folds ("\n") are dropped; a bare CR inside a value comes out as a space (Dovecot)
+        s = s.replace("\r", " ").replace("\n", "")
     if s.isascii():
         if "\x00" not in s:
             esc = s.count('"') + s.count("\\")
@@ -344,10 +345,10 @@ class _Rfc822:
             self.i += 1
             out.append(".")
             ret = self.skip_lwsp()
+            if domain and (ret == 0 or (ret > 0 and not _atext(self.s[self.i]))):
+                return -1  # a domain may not end with "." (Dovecot 2.3: x@y.z. -> MISSING_DOMAIN)
             if ret <= 0:
                 return ret
-            if domain and not _atext(self.s[self.i]):
-                return -1  # a domain may not end with "." (Dovecot 2.3: x@y.z., -> MISSING_DOMAIN)
 
     def atom_or_dot(self, out: list[str]) -> int:
         j = _ATEXT_DOT_RUN.match(self.s, self.i).end()  # type: ignore[union-attr]
@@ -451,7 +452,7 @@ def _content_type(value: str) -> tuple[str, str | None, list[tuple[str, str]], b
 
 _TOK = r'[^\x00-\x20()<>@,;:\\"/\[\]?=\x7f]+'
 _FAST_PARAM_RE = re.compile(
-    r'[ \t\n]*;[ \t\n]*(' + _TOK + r')[ \t\n]*=[ \t\n]*(?:"((?:[^"\\\r\n]|\\.)*)"|(' + _TOK + r"))[ \t\n]*"
+    r"[ \t\n]*;[ \t\n]*(" + _TOK + r')[ \t\n]*=[ \t\n]*(?:"((?:[^"\\\r\n]|\\.)*)"|(' + _TOK + r"))[ \t\n]*"
 )
 _FAST_CT_RE = re.compile(r"[ \t\n]*(" + _TOK + r")[ \t\n]*/[ \t\n]*(" + _TOK + r")[ \t\n]*")
 _UNESCAPE_RE = re.compile(r"\\(.)")
@@ -603,6 +604,7 @@ MISSING_DOMAIN = "MISSING_DOMAIN"
 # An address: (name, route, mailbox, domain); group start = (None, None, name, None),
 # group end = (None, None, None, None).
 _Addr = tuple[str | None, str | None, str | None, str | None]
+
 
 class _AddrParser(_Rfc822):
     __slots__ = ("out", "name", "route", "mailbox", "domain", "invalid")
@@ -1044,9 +1046,12 @@ class _Parser:
                     seen.add(name)
                 continue
             if name == "content-disposition":
-                p.disp = _disposition(v)
-                if p.disp is not None:
-                    seen.add(name)
+                # Dovecot re-parses Content-Disposition until one of them has parameters
+                d = _disposition(v)
+                if d is not None:
+                    p.disp = d
+                    if d[1]:
+                        seen.add(name)
                 continue
             if name == "content-language":
                 p.lang = _languages(v)

@@ -1,13 +1,22 @@
+# ruff: noqa: E501  (message templates are data; their lines are as long as the messages need)
 """Generate the MIME corpus (bytes written exactly; '\n' in templates becomes CRLF unless LF-only)."""
-import base64, pathlib
+
+import base64
+import pathlib
+
 D = pathlib.Path(__file__).resolve().parent
+
+
 def w(name, text, crlf=True, raw=None):
     data = raw if raw is not None else text.encode("utf-8", "surrogateescape")
     if raw is None and crlf:
         data = data.replace(b"\n", b"\r\n")
     (D / name).write_bytes(data)
 
-w("01_plain.eml", """Return-Path: <alice@example.com>
+
+w(
+    "01_plain.eml",
+    """Return-Path: <alice@example.com>
 Received: from mx.example.com (mx.example.com [192.0.2.1])
 \tby mail.example.org with ESMTP id 12345
 \tfor <bob@example.org>; Mon, 2 Jan 2023 10:00:00 +0000
@@ -23,11 +32,14 @@ Content-Type: text/plain; charset=us-ascii
 Hi Bob,
 
 This is a plain message.
--- 
+--
 Alice
-""")
+""",
+)
 
-w("02_alternative.eml", """From: "Shop" <news@shop.example>
+w(
+    "02_alternative.eml",
+    """From: "Shop" <news@shop.example>
 To: user@example.org
 Subject: =?UTF-8?Q?Caf=C3=A9_news?=
 Date: Tue, 3 Jan 2023 11:22:33 -0500
@@ -54,11 +66,14 @@ Content-Transfer-Encoding: quoted-printable
 --==alt==--
 
 epilogue text
-""")
+""",
+)
 
 pdf = base64.encodebytes(b"%PDF-1.4\n" + bytes(range(256)) * 3 + b"\n%%EOF\n").decode()
 png = base64.encodebytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 100).decode()
-w("03_mixed_attach.eml", f"""From: Alice <alice@example.com>
+w(
+    "03_mixed_attach.eml",
+    f"""From: Alice <alice@example.com>
 To: bob@example.org
 Subject: Report attached
 Date: Wed, 4 Jan 2023 09:00:00 +0000
@@ -100,9 +115,12 @@ Content-Location: http://example.com/logo.png
 
 {png}
 --outer-boundary--
-""".replace("Gr\xfc\xdfe", "Gr\udcfc\udcdfe"))
+""".replace("Gr\xfc\xdfe", "Gr\udcfc\udcdfe"),
+)
 
-w("04_rfc822.eml", """From: forwarder@example.com
+w(
+    "04_rfc822.eml",
+    """From: forwarder@example.com
 To: bob@example.org
 Subject: Fwd: original
 Date: Thu, 5 Jan 2023 12:00:00 +0000
@@ -138,9 +156,12 @@ Content-Type: text/html; charset=utf-8
 --inner--
 
 --BOUND--
-""")
+""",
+)
 
-w("05_signed.eml", """From: signer@example.com
+w(
+    "05_signed.eml",
+    """From: signer@example.com
 To: bob@example.org
 Subject: Signed message
 Date: Fri, 6 Jan 2023 13:00:00 +0000
@@ -167,9 +188,12 @@ iQEzBAEBCAAdFiEEabcdefghijklmnopqrstuvwxyz0123456789
 -----END PGP SIGNATURE-----
 
 --sig-b--
-""")
+""",
+)
 
-w("06_no_boundary.eml", """From: a@example.com
+w(
+    "06_no_boundary.eml",
+    """From: a@example.com
 To: b@example.org
 Subject: multipart without boundary
 MIME-Version: 1.0
@@ -180,9 +204,12 @@ Content-Type: text/plain
 
 text
 --something--
-""")
+""",
+)
 
-w("07_boundary_absent.eml", """From: a@example.com
+w(
+    "07_boundary_absent.eml",
+    """From: a@example.com
 To: b@example.org
 Subject: boundary never appears
 MIME-Version: 1.0
@@ -190,9 +217,12 @@ Content-Type: multipart/mixed; boundary="never-seen"
 
 Just some text, no parts at all.
 Second line.
-""")
+""",
+)
 
-w("08_broken_mime.eml", """From: a@example.com
+w(
+    "08_broken_mime.eml",
+    """From: a@example.com
 To: b@example.org
 Subject: broken MIME
 MIME-Version: 1.0
@@ -219,9 +249,12 @@ inner text, never closed
 Content-Type: text/plain
 
 last part, outer never closed
-""")
+""",
+)
 
-w("09_bad_charset.eml", """From: a@example.com
+w(
+    "09_bad_charset.eml",
+    """From: a@example.com
 To: b@example.org
 Subject: bad charsets
 MIME-Version: 1.0
@@ -242,9 +275,12 @@ Content-Type: text/html; charset=windows-1252
 
 <p>Smart quotes \udc93hi\udc94</p>
 --cs--
-""")
+""",
+)
 
-w("10_encoded_words.eml", """From: =?UTF-8?B?SsO2cmcgTcO8bGxlcg==?= <joerg@example.de>
+w(
+    "10_encoded_words.eml",
+    """From: =?UTF-8?B?SsO2cmcgTcO8bGxlcg==?= <joerg@example.de>
 To: =?ISO-8859-1?Q?Andr=E9?= <andre@example.fr>, "=?utf-8?q?Zo=C3=AB?=" <zoe@example.com>
 Subject: =?UTF-8?B?w4RwZmVs?= =?UTF-8?Q?_und_Birnen?= plain
  =?iso-8859-1?q?=E9t=E9?=
@@ -273,9 +309,12 @@ Content-Transfer-Encoding: base64
 
 AAECAw==
 --ew--
-""")
+""",
+)
 
-w("11_utf8_headers.eml", """From: Jörg Müller <joerg@example.de>
+w(
+    "11_utf8_headers.eml",
+    """From: Jörg Müller <joerg@example.de>
 To: Zoë <zoe@example.com>
 Subject: Grüße aus Köln ☕
 Date: Sun, 8 Jan 2023 15:00:00 +0100
@@ -285,9 +324,12 @@ Content-Type: text/plain; charset=utf-8
 Content-Transfer-Encoding: 8bit
 
 Grüße ☕
-""")
+""",
+)
 
-w("12_addresses.eml", """From: "Doe, John" <John.Doe@Example.COM> (comment here)
+w(
+    "12_addresses.eml",
+    """From: "Doe, John" <John.Doe@Example.COM> (comment here)
 Sender: secretary@example.com (The Secretary)
 Reply-To: replies@example.com
 To: undisclosed-recipients:;
@@ -301,17 +343,23 @@ References: <r1@x>
  <r2@y>  <r3@z>
 
 body
-""")
+""",
+)
 
-w("13_no_trailing_newline.eml", """From: a@example.com
+w(
+    "13_no_trailing_newline.eml",
+    """From: a@example.com
 To: b@example.org
 Subject: no trailing newline
 Content-Type: text/plain
 
 line one
-line two without newline""")
+line two without newline""",
+)
 
-w("14_lf_only.eml", """From: a@example.com
+w(
+    "14_lf_only.eml",
+    """From: a@example.com
 To: b@example.org
 Subject: LF only
 Date: Mon, 9 Jan 2023 10:00:00 +0000
@@ -330,33 +378,53 @@ Content-Transfer-Encoding: base64
 
 AAECAwQF
 --lf--
-""", crlf=False)
+""",
+    crlf=False,
+)
 
-recv = "".join(f"Received: from relay{i}.example.net (relay{i}.example.net [198.51.100.{i % 250}])\n\tby relay{i+1}.example.net with ESMTPS id ABCDEF{i:04d}; Mon, 9 Jan 2023 10:{i % 60:02d}:00 +0000\n" for i in range(150))
+recv = "".join(
+    f"Received: from relay{i}.example.net (relay{i}.example.net [198.51.100.{i % 250}])\n\tby relay{i + 1}.example.net with ESMTPS id ABCDEF{i:04d}; Mon, 9 Jan 2023 10:{i % 60:02d}:00 +0000\n"
+    for i in range(150)
+)
 refs = "References: " + "\n ".join(f"<ref{i}.thread@lists.example.org>" for i in range(200)) + "\n"
-w("15_huge_header.eml", recv + refs + "X-Long: " + "x" * 5000 + """
+w(
+    "15_huge_header.eml",
+    recv
+    + refs
+    + "X-Long: "
+    + "x" * 5000
+    + """
 From: list@lists.example.org
 To: user@example.org
 Subject: Re: Re: Fwd: [list] huge header (fwd)
 Date: Mon, 9 Jan 2023 10:00:00 +0000
 
 small body
-""")
+""",
+)
 
-w("16_empty_body.eml", """From: a@example.com
+w(
+    "16_empty_body.eml",
+    """From: a@example.com
 To: b@example.org
 Subject: empty body
 
-""")
+""",
+)
 
-w("17_headers_only.eml", """From: a@example.com
+w(
+    "17_headers_only.eml",
+    """From: a@example.com
 To: b@example.org
 Subject: headers only, no blank line
-""")
+""",
+)
 
 w("18_empty.eml", "", raw=b"")
 
-w("19_digest.eml", """From: digest@lists.example.org
+w(
+    "19_digest.eml",
+    """From: digest@lists.example.org
 To: user@example.org
 Subject: Digest
 MIME-Version: 1.0
@@ -380,9 +448,12 @@ Content-Type: text/plain
 
 explicit text part in digest
 --dig--
-""")
+""",
+)
 
-w("20_nested_multipart.eml", """From: a@example.com
+w(
+    "20_nested_multipart.eml",
+    """From: a@example.com
 To: b@example.org
 Subject: nested
 MIME-Version: 1.0
@@ -417,9 +488,12 @@ Content-Disposition: attachment; filename=data.csv
 a,b
 1,2
 --L1--
-""")
+""",
+)
 
-w("21_quoted_special.eml", """From: "Quote \\"Q\\" Back\\\\slash" <q@example.com>
+w(
+    "21_quoted_special.eml",
+    """From: "Quote \\"Q\\" Back\\\\slash" <q@example.com>
 To: b@example.org
 Subject:   Re: "quoted" \\back\\slash\\ and\ttab   double  spaces
  folded\tcontinuation
@@ -429,9 +503,12 @@ Message-ID:
 Content-Type: TEXT/Plain; CHARSET=ISO-8859-1; Format="flowed"
 
 body
-""")
+""",
+)
 
-w("22_params.eml", """From: a@example.com
+w(
+    "22_params.eml",
+    """From: a@example.com
 To: b@example.org
 Subject: parameters
 MIME-Version: 1.0
@@ -458,9 +535,12 @@ Content-Type: ;;;
 
 empty type
 --p--
-""")
+""",
+)
 
-w("23_part_no_headers.eml", """From: a@example.com
+w(
+    "23_part_no_headers.eml",
+    """From: a@example.com
 To: b@example.org
 Subject: parts without headers
 MIME-Version: 1.0
@@ -475,9 +555,12 @@ Content-Transfer-Encoding: BASE64
 dGV4dA==
 --nh
 --nh--
-""")
+""",
+)
 
-w("24_cte.eml", """From: a@example.com
+w(
+    "24_cte.eml",
+    """From: a@example.com
 To: b@example.org
 Subject: transfer encodings
 MIME-Version: 1.0
@@ -510,9 +593,12 @@ Content-Transfer-Encoding: binary
 
 raw binary \udc80\udcff
 --cte--
-""")
+""",
+)
 
-w("25_duplicate_headers.eml", """From: first@example.com
+w(
+    "25_duplicate_headers.eml",
+    """From: first@example.com
 From: second@example.com
 To: b@example.org
 Subject: first subject
@@ -521,9 +607,12 @@ Message-ID: <dup-1@example.com>
 Message-ID: <dup-2@example.com>
 
 body
-""")
+""",
+)
 
-w("26_rfc822_top.eml", """From: a@example.com
+w(
+    "26_rfc822_top.eml",
+    """From: a@example.com
 To: b@example.org
 Subject: top-level message/rfc822
 Content-Type: message/rfc822
@@ -532,9 +621,12 @@ From: inner@example.com
 Subject: inner
 
 inner body
-""")
+""",
+)
 
-w("27_rfc822_base64.eml", """From: a@example.com
+w(
+    "27_rfc822_base64.eml",
+    """From: a@example.com
 To: b@example.org
 Subject: base64 encoded rfc822
 MIME-Version: 1.0
@@ -546,12 +638,21 @@ Content-Transfer-Encoding: base64
 
 RnJvbTogeEB5DQpTdWJqZWN0OiBoaQ0KDQpib2R5DQo=
 --b64--
-""")
+""",
+)
 
-w("28_mixed_line_endings.eml", "", raw=(b"From: a@example.com\r\nTo: b@example.org\nSubject: mixed endings\r\n"
-    b"Content-Type: multipart/mixed; boundary=\"m\"\n\r\n--m\nContent-Type: text/plain\r\n\nline1\r\nline2\nline3\r\n--m--\n"))
+w(
+    "28_mixed_line_endings.eml",
+    "",
+    raw=(
+        b"From: a@example.com\r\nTo: b@example.org\nSubject: mixed endings\r\n"
+        b'Content-Type: multipart/mixed; boundary="m"\n\r\n--m\nContent-Type: text/plain\r\n\nline1\r\nline2\nline3\r\n--m--\n'
+    ),
+)
 
-w("29_boundary_prefix.eml", """From: a@example.com
+w(
+    "29_boundary_prefix.eml",
+    """From: a@example.com
 To: b@example.org
 Subject: boundary prefixes
 MIME-Version: 1.0
@@ -574,9 +675,12 @@ Content-Type: text/plain
 outer two, inner closed by outer boundary
 --abc--trailing
 ignored epilogue
-""")
+""",
+)
 
-w("30_empty_parts.eml", """From: a@example.com
+w(
+    "30_empty_parts.eml",
+    """From: a@example.com
 To: b@example.org
 Subject: empty parts
 MIME-Version: 1.0
@@ -589,26 +693,35 @@ Content-Type: multipart/mixed; boundary="e"
 Content-Type: text/plain
 
 --e--
-""")
+""",
+)
 
-w("31_group_from.eml", """From: Undisclosed:;
+w(
+    "31_group_from.eml",
+    """From: Undisclosed:;
 To: list: ;
 Cc: "" <empty-name@example.com>, noatsign, @nolocal.example, local@
 Subject: Re: [PATCH] FWD: Re: group in from (fwd)
 Date: 11 Jan 2023 10:00 GMT
 
 body
-""")
+""",
+)
 
-w("32_8bit_body_latin1.eml", """From: a@example.com
+w(
+    "32_8bit_body_latin1.eml",
+    """From: a@example.com
 To: b@example.org
 Subject: latin-1 body, no charset
 Content-Transfer-Encoding: 8bit
 
 Caf\udce9 cr\udce8me br\udcfbl\udce9e
-""")
+""",
+)
 
-w("33_preamble_epilogue.eml", """From: a@example.com
+w(
+    "33_preamble_epilogue.eml",
+    """From: a@example.com
 To: b@example.org
 Subject: preamble and epilogue
 MIME-Version: 1.0
@@ -626,9 +739,12 @@ only part
 
 epilogue line 1
 epilogue line 2
-""")
+""",
+)
 
-w("34_html_only.eml", """From: "News" <news@example.com>
+w(
+    "34_html_only.eml",
+    """From: "News" <news@example.com>
 To: b@example.org
 Subject: html only
 MIME-Version: 1.0
@@ -637,22 +753,28 @@ Content-Transfer-Encoding: quoted-printable
 
 <html><head><style>p {color: red}</style></head><body><p>Hello&nbsp;<b>W=C3=B6rld</b></p>=
 <script>var x=3D1;</script></body></html>
-""")
+""",
+)
 
-w("35_header_whitespace.eml", """From : a@example.com
+w(
+    "35_header_whitespace.eml",
+    """From : a@example.com
 To:b@example.org
 Subject:
-Date:    Mon, 16 Jan 2023 10:00:00 +0000   
+Date:    Mon, 16 Jan 2023 10:00:00 +0000
 X-Empty:
 Content-Type: text/plain; charset="us-ascii"
 Content-Language: en
 Content-Disposition: inline; filename="note.txt"
 
 body
-""")
+""",
+)
 print("ok")
 
-w("36_quoting.eml", """From: "one \\"q" <a@x.example>, "two \\"q\\" x" <b@x.example>, "back\\\\slash" <c@x.example>, "five \\\\\\\\\\"\\"\\"x" <d@x.example>, "  lead  trail  " <e@x.example>, "tab\there" <f@x.example>, Plain Words  Spaced <g@x.example>
+w(
+    "36_quoting.eml",
+    """From: "one \\"q" <a@x.example>, "two \\"q\\" x" <b@x.example>, "back\\\\slash" <c@x.example>, "five \\\\\\\\\\"\\"\\"x" <d@x.example>, "  lead  trail  " <e@x.example>, "tab\there" <f@x.example>, Plain Words  Spaced <g@x.example>
 To: "john doe"@example.com, <>, @, ,, Name Only, <only@angle.example>
 Cc: =?utf-8?q?broken <x@y.example>, a@b.example (first) (second), "q" (c) <r@s.example>
 Bcc: x@y.example,
@@ -663,9 +785,12 @@ In-Reply-To: <"q"@x.example>
 Message-ID: <a"b@x.example>
 
 body
-""")
+""",
+)
 
-w("37_rfc822_edge.eml", """From: a@example.com
+w(
+    "37_rfc822_edge.eml",
+    """From: a@example.com
 To: b@example.org
 Subject: rfc822 edge cases
 MIME-Version: 1.0
@@ -693,9 +818,12 @@ Content-Type: message/rfc822
 --o
 Content-Type: message/rfc822
 --o--
-""")
+""",
+)
 
-w("38_epilogue_boundary.eml", """From: a@example.com
+w(
+    "38_epilogue_boundary.eml",
+    """From: a@example.com
 To: b@example.org
 Subject: boundary reuse in epilogue
 MIME-Version: 1.0
@@ -714,23 +842,29 @@ epilogue of in
 Content-Type: text/plain
 
 after close
---out  
+--out
 Content-Type: text/plain
 
 b
---out--  
+--out--
 trailing
-""")
+""",
+)
 
-w("39_subject_prefixes.eml", """From: a@example.com
+w(
+    "39_subject_prefixes.eml",
+    """From: a@example.com
 Subject: =?utf-8?q?Re=3A?= [list] RE: Fwd:  Re[2]:   Hello   World (fwd) (FWD)
 Content-Type: text/plain; charset=utf-8
 Content-Transfer-Encoding: base64
 
 SGVsbG8gd29ybGQ=
-""")
+""",
+)
 
-w("40_dup_mime_headers.eml", """From: a@example.com
+w(
+    "40_dup_mime_headers.eml",
+    """From: a@example.com
 Subject: duplicate MIME headers
 Date: "a" "b" "c"
 Message-ID: <\\\\\\\\\\@x>
@@ -748,13 +882,20 @@ Content-Location:
   /b
 
 caf=C3=A9
-""")
+""",
+)
 
-w("41_deep_nesting.eml", "From: a@example.com\nSubject: deep\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b0\n\n"
-  + "".join(f"--b{i}\nContent-Type: multipart/mixed; boundary=b{i+1}\n\n" for i in range(120))
-  + "--b120\nContent-Type: text/plain\n\ndeep leaf\n" + "".join(f"--b{i}--\n" for i in range(120, -1, -1)))
+w(
+    "41_deep_nesting.eml",
+    "From: a@example.com\nSubject: deep\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b0\n\n"
+    + "".join(f"--b{i}\nContent-Type: multipart/mixed; boundary=b{i + 1}\n\n" for i in range(120))
+    + "--b120\nContent-Type: text/plain\n\ndeep leaf\n"
+    + "".join(f"--b{i}--\n" for i in range(120, -1, -1)),
+)
 
-w("42_address_zoo.eml", """From: Pete(A nice \\) chap) <pete(his account)@silly.test(his host)>
+w(
+    "42_address_zoo.eml",
+    """From: Pete(A nice \\) chap) <pete(his account)@silly.test(his host)>
 Sender: Joe Q. Public <john.q.public@example.com>
 Reply-To: Mary Smith <@node.test:mary@example.net>, jdoe@test   . example
 To: "a@b" <c@d.example>, a@b.example <e@f.example>, <g@h.example>, John Smith <john@x.example>garbage
@@ -765,9 +906,12 @@ Subject: address zoo
 Date: Mon, 16 Jan 2023 10:00:00 +0000
 
 body
-""")
+""",
+)
 
-w("43_content_type_zoo.eml", """From: a@example.com
+w(
+    "43_content_type_zoo.eml",
+    """From: a@example.com
 Subject: content-type zoo
 MIME-Version: 1.0
 Content-Type: multipart/mixed; boundary="zoo"
@@ -797,7 +941,7 @@ d
 Content-Type: text/plain; charset=
 Content-Transfer-Encoding: quoted-printable garbage
 Content-ID: <id with spaces> (comment)
-Content-Description:   spaced   description   
+Content-Description:   spaced   description
 
 e
 --zoo
@@ -805,9 +949,12 @@ Content-Type: application/x-thing; a*0*=us-ascii'en'x%20y; a*1="z"; b*0=one; b*2
 
 f
 --zoo--
-""")
+""",
+)
 
-w("44_boundary_zoo.eml", """From: a@example.com
+w(
+    "44_boundary_zoo.eml",
+    """From: a@example.com
 Subject: boundary zoo
 MIME-Version: 1.0
 Content-Type: multipart/mixed; boundary="with space and (special) chars=?"
@@ -830,9 +977,12 @@ Content-Type: text/plain
 
 tab after boundary
 --with space and (special) chars=?--
-""")
+""",
+)
 
-w("45_rfc822_nomime.eml", """From: a@example.com
+w(
+    "45_rfc822_nomime.eml",
+    """From: a@example.com
 Subject: inner without MIME-Version
 MIME-Version: 1.0
 Content-Type: multipart/mixed; boundary="n"
@@ -870,13 +1020,16 @@ Subject: digest member
 member body
 --d--
 --n--
-""")
+""",
+)
 
-w("46_header_oddities.eml", """ leading continuation line
+w(
+    "46_header_oddities.eml",
+    """ leading continuation line
 Subject:x
 FROM:UPPER@EXAMPLE.COM
 To:\t\tb@example.org\t
-Cc: 
+Cc:
 Date:
 Message-ID: no angle brackets
 In-Reply-To: <a@b> (comment) <c@d>
@@ -884,4 +1037,5 @@ X-Bad Header: value
 Content-Type: text/plain; name="=?utf-8?b?w6Q=?="
 
 body\x00with nul
-""")
+""",
+)

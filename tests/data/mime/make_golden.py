@@ -5,6 +5,7 @@ Each message goes into its own private maildir; /usr/lib/dovecot/imap is run in
 PREAUTH mode (no daemon) and fed one FETCH per item so the answers can be parsed
 without a full IMAP client.  Values are stored latin-1-decoded (lossless bytes).
 """
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,26 @@ import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
 WORK = pathlib.Path("/tmp/mw-dovecot-golden")
-PARTS = ["1", "2", "3", "4", "5", "1.1", "1.2", "1.3", "2.1", "2.2", "2.3", "3.1",
-         "1.1.1", "1.1.2", "1.2.1", "2.1.1", "2.2.1", "1.1.1.1"]
+PARTS = [
+    "1",
+    "2",
+    "3",
+    "4",
+    "5",
+    "1.1",
+    "1.2",
+    "1.3",
+    "2.1",
+    "2.2",
+    "2.3",
+    "3.1",
+    "1.1.1",
+    "1.1.2",
+    "1.2.1",
+    "2.1.1",
+    "2.2.1",
+    "1.1.1.1",
+]
 CONF = """base_dir = {w}/run
 mail_location = maildir:{w}/md
 log_path = {w}/dovecot.log
@@ -31,13 +50,28 @@ first_valid_gid = 1
 
 
 def items_for() -> list[str]:
-    items = ["ENVELOPE", "BODYSTRUCTURE", "BODY", "RFC822.SIZE", "BODY.PEEK[]", "BODY.PEEK[HEADER]",
-             "BODY.PEEK[TEXT]", "BODY.PEEK[HEADER.FIELDS (FROM TO SUBJECT)]",
-             "BODY.PEEK[HEADER.FIELDS.NOT (SUBJECT RECEIVED)]", "BODY.PEEK[1.HEADER.FIELDS (CONTENT-TYPE)]",
-             "BINARY.PEEK[]", "BINARY.SIZE[]"]
+    items = [
+        "ENVELOPE",
+        "BODYSTRUCTURE",
+        "BODY",
+        "RFC822.SIZE",
+        "BODY.PEEK[]",
+        "BODY.PEEK[HEADER]",
+        "BODY.PEEK[TEXT]",
+        "BODY.PEEK[HEADER.FIELDS (FROM TO SUBJECT)]",
+        "BODY.PEEK[HEADER.FIELDS.NOT (SUBJECT RECEIVED)]",
+        "BODY.PEEK[1.HEADER.FIELDS (CONTENT-TYPE)]",
+        "BINARY.PEEK[]",
+        "BINARY.SIZE[]",
+    ]
     for p in PARTS:
-        items += [f"BODY.PEEK[{p}]", f"BODY.PEEK[{p}.MIME]", f"BODY.PEEK[{p}.HEADER]", f"BODY.PEEK[{p}.TEXT]",
-                  f"BINARY.PEEK[{p}]"]
+        items += [
+            f"BODY.PEEK[{p}]",
+            f"BODY.PEEK[{p}.MIME]",
+            f"BODY.PEEK[{p}.HEADER]",
+            f"BODY.PEEK[{p}.TEXT]",
+            f"BINARY.PEEK[{p}]",
+        ]
     return items
 
 
@@ -48,24 +82,24 @@ def parse_value(buf: bytes, i: int) -> tuple[bytes, int]:
     m = re.compile(rb"~?\{(\d+)\}\r\n").match(buf, i)
     if m:
         n = int(m.group(1))
-        return b"LIT:" + buf[m.end():m.end() + n], m.end() + n
-    if buf[i:i + 1] == b'"':
+        return b"LIT:" + buf[m.end() : m.end() + n], m.end() + n
+    if buf[i : i + 1] == b'"':
         j = i + 1
         out = bytearray()
-        while buf[j:j + 1] != b'"':
-            if buf[j:j + 1] == b"\\":
+        while buf[j : j + 1] != b'"':
+            if buf[j : j + 1] == b"\\":
                 j += 1
-            out += buf[j:j + 1]
+            out += buf[j : j + 1]
             j += 1
         return b"STR:" + bytes(out), j + 1
-    if buf[i:i + 1] == b"(":
+    if buf[i : i + 1] == b"(":
         depth, j = 0, i
         while True:
-            c = buf[j:j + 1]
+            c = buf[j : j + 1]
             if c == b'"':
                 j += 1
-                while buf[j:j + 1] != b'"':
-                    j += 2 if buf[j:j + 1] == b"\\" else 1
+                while buf[j : j + 1] != b'"':
+                    j += 2 if buf[j : j + 1] == b"\\" else 1
             elif c == b"{":
                 m = re.compile(rb"\{(\d+)\}\r\n").match(buf, j)
                 if m:
@@ -75,7 +109,7 @@ def parse_value(buf: bytes, i: int) -> tuple[bytes, int]:
             elif c == b")":
                 depth -= 1
                 if depth == 0:
-                    return buf[i:j + 1], j + 1
+                    return buf[i : j + 1], j + 1
             j += 1
     m = re.compile(rb"[^ )]+").match(buf, i)
     assert m
@@ -93,8 +127,13 @@ def run_one(eml: pathlib.Path) -> dict[str, str]:
     items = items_for()
     cmds = b"s SELECT INBOX\r\n" + b"".join(f"t{n} FETCH 1 ({it})\r\n".encode() for n, it in enumerate(items))
     cmds += b"z LOGOUT\r\n"
-    out = subprocess.run(["/usr/lib/dovecot/imap", "-c", str(WORK / "dovecot.conf")], input=cmds,
-                         capture_output=True, env={"USER": "mail", "HOME": str(WORK)}, check=False).stdout
+    out = subprocess.run(
+        ["/usr/lib/dovecot/imap", "-c", str(WORK / "dovecot.conf")],
+        input=cmds,
+        capture_output=True,
+        env={"USER": "mail", "HOME": str(WORK)},
+        check=False,
+    ).stdout
     got: dict[str, bytes] = {}
     status: dict[str, str] = {}
     i = 0
@@ -104,11 +143,11 @@ def run_one(eml: pathlib.Path) -> dict[str, str]:
             i += len(b"* 1 FETCH (")
             while True:
                 m = re.compile(rb"([A-Z0-9.]+(?:\[[^\]]*\](?:<\d+>)?)?) ").match(out, i)
-                assert m, out[i:i + 80]
+                assert m, out[i : i + 80]
                 i = m.end()
                 val, i = parse_value(out, i)
                 got[m.group(1).decode()] = val
-                if out[i:i + 1] != b" ":
+                if out[i : i + 1] != b" ":
                     break
                 i += 1
             i = out.index(b"\r\n", i) + 2

@@ -1,0 +1,105 @@
+"""Differential fuzz against Dovecot: mutate corpus messages, ask a private Dovecot 2.3 (see
+make_golden.py), compare ENVELOPE/BODYSTRUCTURE/BODY/sections with ours.  Usage: diff_fuzz.py SEED N
+Cases it found are kept in the corpus as 50_fuzz_*.eml.
+"""
+
+import importlib.util
+import pathlib
+import random
+import sys
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[2] / "src"))
+spec = importlib.util.spec_from_file_location("mg", HERE / "make_golden.py")
+mg = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(mg)
+mg.WORK = pathlib.Path("/tmp/mw-fuzz-dovecot")
+mg.PARTS = ["1", "2", "3", "1.1", "1.2", "2.1", "2.2", "1.1.1"]
+
+
+def items_for():
+    its = ["ENVELOPE", "BODYSTRUCTURE", "BODY", "BODY.PEEK[HEADER]", "BODY.PEEK[TEXT]"]
+    for p in mg.PARTS:
+        its += [f"BODY.PEEK[{p}]", f"BODY.PEEK[{p}.MIME]"]
+    return its
+
+
+mg.items_for = items_for
+from mailwright.mailstore.mime import fetch_section, parse_message  # noqa: E402 (needs sys.path)
+
+seed = int(sys.argv[1]) if len(sys.argv) > 1 else 1
+n = int(sys.argv[2]) if len(sys.argv) > 2 else 100
+rnd = random.Random(seed)
+corpus = sorted(HERE.glob("*.eml"))
+corpus = [c for c in corpus if c.stat().st_size < 5000]
+TOK = [
+    b"\r\n",
+    b"\r\n\r\n",
+    b"--",
+    b"\r\n--",
+    b":",
+    b";",
+    b'"',
+    b"\\",
+    b"(",
+    b")",
+    b"<",
+    b">",
+    b"@",
+    b",",
+    b" ",
+    b"\t",
+    b"=?",
+    b"?=",
+    b"\x80",
+    b"\r\n ",
+    b"boundary=",
+    b"Content-Type: multipart/mixed; boundary=x\r\n",
+    b"\r\n--x\r\n",
+    b"message/rfc822",
+    b"\r\n\r\n--x--\r\n",
+]
+out = []
+bad = 0
+for k in range(n):
+    raw = bytearray(rnd.choice(corpus).read_bytes())
+    for _ in range(rnd.randrange(1, 6)):
+        op = rnd.randrange(4)
+        pos = rnd.randrange(len(raw) + 1)
+        if op == 0:
+            raw[pos:pos] = rnd.choice(TOK)
+        elif op == 1 and raw:
+            del raw[pos : pos + rnd.randrange(1, 20)]
+        elif op == 2 and raw:
+            raw[min(pos, len(raw) - 1)] = rnd.randrange(256)
+        else:
+            j = rnd.randrange(len(raw) + 1)
+            i = min(pos, j)
+            j = max(pos, j)
+            raw[pos:pos] = raw[i:j][:200]
+    raw = bytes(raw).replace(b"\x00", b"")  # NULs: known deviation area
+    pathlib.Path("/tmp/mw-fuzz").mkdir(exist_ok=True)
+    f = pathlib.Path(f"/tmp/mw-fuzz/m{seed}_{k}.eml")
+    f.write_bytes(raw)
+    gold = mg.run_one(f)
+    pm = parse_message(raw)
+    mism = []
+    for item, exp in gold.items():
+        if item in ("ENVELOPE", "BODYSTRUCTURE", "BODY"):
+            got = (
+                {"ENVELOPE": pm.envelope, "BODYSTRUCTURE": pm.bodystructure, "BODY": pm.body}[item]
+                .encode("utf-8", "surrogateescape")
+                .decode("latin-1")
+            )
+        else:
+            got = "LIT:" + (fetch_section(raw, item[10:-1]) or b"").decode("latin-1")
+        if exp.startswith("STR:"):
+            exp = "LIT:" + exp[4:]
+        if got != exp:
+            mism.append((item, exp, got))
+    if mism:
+        bad += 1
+        print(f"=== {f}")
+        for item, exp, got in mism[:4]:
+            print(f"  {item}\n    exp {exp[:400]!r}\n    got {got[:400]!r}")
+print("bad", bad, "of", n)
