@@ -1,0 +1,2 @@
+curl -X GET "https://mail.mailbux.com/api/principal?types=individual" \
+-H "Authorization: Bearer YOUR_TOKEN"

@@ -1,0 +1,2 @@
+curl -X DELETE "https://mail.mailbux.com/api/principal/agent@example.com" \
+-H "Authorization: Bearer YOUR_TOKEN"
