@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     # Plain-text LOGIN/AUTH before STARTTLS is refused except from loopback when this is true
     # (handy for local development and the benchmarks, never for public listeners).
     allow_plaintext_auth_on_loopback: bool = True
+    # IMAP autologout (RFC 9051 §5.4: at least 30 minutes); smaller values are for tests.
+    imap_autologout_seconds: float = 1800
 
     admin_token: str | None = None
     workers: int = 1
