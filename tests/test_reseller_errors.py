@@ -62,6 +62,7 @@ def test_document_error_codes(server: InProcessServer) -> None:
         assert_error(rc.patch("/api/user/tenants/00000000-0000-0000-0000-000000000000/quota", json={"quota_gb": 1}),
                      404, "TENANT_NOT_FOUND")
         assert_error(rc.get("/api/user/tenants/" + "x" * 300), 404, "TENANT_NOT_FOUND")
+        assert_error(rc.post("/api/user/no-such-thing"), 404, "NOT_FOUND")
 
     # 401: missing, unknown, revoked keys.
     assert_error(httpx.get(server.base_url + "/api/user/tenants", timeout=10), 401, "UNAUTHORIZED")

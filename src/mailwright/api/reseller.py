@@ -306,3 +306,9 @@ async def audit_log(request: Request) -> JSONResponse:
     async with services(request).db.read() as s:
         entries = await audit.list_entries(s, rid, int(raw))
     return ok([e.as_dict() for e in entries])
+
+
+@router.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+async def unknown_endpoint(rest: str) -> JSONResponse:
+    """Anything else under /api/user: the dialect's 404, not the framework's."""
+    return fail(404, "NOT_FOUND", f"no such endpoint: /api/user/{rest[:100]}")

@@ -38,6 +38,8 @@ async def create_reseller(session: AsyncSession, name: str, *, plan: str = "paid
                           max_tenants: int = 0) -> Tenant:
     if not isinstance(name, str) or not _NAME.match(name):
         raise Invalid("name must be 1-128 letters, digits, '.', '_', '@' or '-'", field="name", value=name)
+    if plan not in PLANS:
+        raise Invalid("plan must be 'free' or 'paid'", field="plan", value=plan)
     _check_limits(plan, pool_bytes, max_tenants)
     if (await session.execute(select(Tenant.id).where(Tenant.name == name))).first() is not None:
         raise AlreadyExists(f"an account named {name!r} already exists", field="name", value=name)

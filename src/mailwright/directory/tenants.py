@@ -349,6 +349,14 @@ async def terminate(svc: Services, reseller_id: str, ident: str, actor: Actor | 
 
 # --- the tenant admin's own login -------------------------------------------------------------
 
+_DUMMY: list[str] = []
+
+
+async def _dummy_hash() -> str:
+    if not _DUMMY:
+        _DUMMY.append(await passwords.hash_password(secrets.token_hex(16)))
+    return _DUMMY[0]
+
 @dataclass(frozen=True)
 class LoginGrant:
     key: str
@@ -374,13 +382,20 @@ async def admin_login(svc: Services, username: str, password: str, *, source_ip:
     async with svc.db.read() as s:
         t = (await s.execute(select(Tenant).where(Tenant.admin_username == username.strip().lower())
                              )).scalar_one_or_none()
-        if t is None or not t.admin_password_hash or not await tenant_is_active(s, t.id):
-            return None
-        stored, tenant_id, tenant_name = t.admin_password_hash, t.id, t.name
+        active = t is not None and bool(t.admin_password_hash) and await tenant_is_active(s, t.id)
+    if t is None or not active or not t.admin_password_hash:
+        # Spend the same Argon2 time as a real check, so timing does not tell which names exist.
+        await passwords.verify_password(await _dummy_hash(), password)
+        return None
+    stored, tenant_id, tenant_name = t.admin_password_hash, t.id, t.name
     if not await passwords.verify_password(stored, password):
         return None
-    expires = utcnow() + ttl
+    now = utcnow()
+    expires = now + ttl
     async with svc.db.write() as s:
+        # Login keys of this tenant that have expired are of no use to anyone: sweep them here.
+        await s.execute(delete(ApiKey).where(ApiKey.tenant_id == tenant_id, ApiKey.created_by == "login",
+                                             ApiKey.expires_at < now))
         row, key = await apikeys.create_key(s, prefix="tk_", scope="tenant", tenant_id=tenant_id,
                                             name="admin login", created_by="login", expires_at=expires)
         await audit.record(s, tenant_id, username, row.id, "tenant.login", username, source_ip)
