@@ -206,6 +206,8 @@ def _header_fields(block: bytes) -> list[tuple[str, bytes]]:
     if not block:
         return out
     for line in block.split(b"\r\n"):
+        if line.endswith(b"\r"):
+            line = line.rstrip(b"\r")  # CRs before the line end are dropped too (Dovecot)
         if line[:1] in (b" ", b"\t"):
             if out:
                 name, val = out[-1]
@@ -633,7 +635,14 @@ class _AddrParser(_Rfc822):
 
     def local_part(self, buf: list[str]) -> int:
         del buf[:]
-        ret = self.quoted_string(buf) if self.s[self.i] == '"' else self.dot_atom(buf, False)
+        # obs-local-part: Dovecot 2.3 accepts dots anywhere (".com" -> mailbox ".com")
+        c = self.s[self.i]
+        if c == '"':
+            ret = self.quoted_string(buf)
+        elif _atext(c) or c == ".":
+            ret = self.atom_or_dot(buf)
+        else:
+            return -1
         if ret < 0:
             return -1
         self.mailbox = "".join(buf)
