@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import smtplib
 import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
 
 from mailwright.delivery import srs
 from mailwright.services import Services
@@ -17,9 +21,22 @@ from tests.support.smtp import (
     queued,
     set_catch_all,
     set_tenant_status,
+    start_server,
+    stored_messages,
 )
 
 MSG = b"From: Bob <bob@remote.test>\r\nTo: x@mx.test\r\nSubject: hi\r\nMessage-ID: <m1@remote.test>\r\n\r\nHello.\r\n"
+
+
+@pytest.fixture
+def server(tmp_path: Path, database_url: str) -> Iterator[InProcessServer]:
+    """Like conftest's, but outbound mail is held in the queue (see start_server)."""
+    srv = start_server(tmp_path / "data", database_url)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
 
 
 def tls_ctx() -> ssl.SSLContext:
@@ -68,7 +85,7 @@ def test_pipelining_two_messages_in_one_write(server: InProcessServer) -> None:
     c.send(b"Subject: two\r\n\r\nsecond\r\n.\r\nQUIT\r\n")
     assert c.reply()[0] == 250
     assert c.reply()[0] == 221
-    msgs = imap_messages(server, addr)
+    msgs = stored_messages(server, addr)
     assert len(msgs) == 2 and b"first" in msgs[0] and b"second" in msgs[1]
 
 
@@ -77,7 +94,7 @@ def test_null_sender_accepted(server: InProcessServer) -> None:
     add_mailbox(server, "alice@mx.test")
     with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=30) as smtp:
         assert smtp.sendmail("<>", ["alice@mx.test"], MSG) == {}
-    assert len(imap_messages(server, "alice@mx.test")) == 1
+    assert len(stored_messages(server, "alice@mx.test")) == 1
 
 
 def test_received_and_authentication_results_over_starttls(server: InProcessServer) -> None:
@@ -107,8 +124,8 @@ def test_two_recipients_one_stored_copy(server: InProcessServer) -> None:
     with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=30) as smtp:
         # alice named twice (address + alias): one copy for her; one for bob; one blob in all.
         assert smtp.sendmail("carol@remote.test", ["alice@mx.test", "ally@mx.test", "bob@mx.test"], MSG) == {}
-    assert len(imap_messages(server, "alice@mx.test")) == 1
-    assert len(imap_messages(server, "bob@mx.test")) == 1
+    assert len(stored_messages(server, "alice@mx.test")) == 1
+    assert len(stored_messages(server, "bob@mx.test")) == 1
 
     async def blobs(svc: Services) -> int:
         from sqlalchemy import func, select
@@ -152,7 +169,7 @@ def test_quota_and_suspended_tenant(server: InProcessServer) -> None:
 
 
 def test_too_many_recipients(tmp_path, database_url) -> None:  # type: ignore[no-untyped-def]
-    srv = InProcessServer(tmp_path / "data", database_url, smtp_max_recipients=3).start()
+    srv = start_server(tmp_path / "data", database_url, smtp_max_recipients=3)
     try:
         add_domain(srv, "mx.test")
         add_mailbox(srv, "alice@mx.test", aliases=[f"a{i}@mx.test" for i in range(5)])
@@ -173,7 +190,7 @@ def test_list_expansion_forwards_external_members_with_srs(server: InProcessServ
     list_id = add_list(server, "team@mx.test", ["alice@mx.test", "outside@far.test"])
     with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=30) as smtp:
         assert smtp.sendmail("bob@remote.test", ["team@mx.test"], MSG) == {}
-    assert len(imap_messages(server, "alice@mx.test")) == 1
+    assert len(stored_messages(server, "alice@mx.test")) == 1
     (entry,) = queued(server)
     assert [r.rcpt for r in entry.recipients] == ["outside@far.test"]
     assert entry.kind == "forward" and entry.principal_id == list_id
@@ -191,7 +208,7 @@ def test_list_expansion_forwards_external_members_with_srs(server: InProcessServ
     bounce = [e for e in queued(server) if e.id != entry.id]
     assert len(bounce) == 1 and bounce[0].mail_from == ""
     assert [r.rcpt for r in bounce[0].recipients] == ["bob@remote.test"]
-    assert len(imap_messages(server, "alice@mx.test")) == 1  # the bounce was not filed locally
+    assert len(stored_messages(server, "alice@mx.test")) == 1  # the bounce was not filed locally
 
 
 def test_catch_all(server: InProcessServer) -> None:
@@ -200,6 +217,6 @@ def test_catch_all(server: InProcessServer) -> None:
     set_catch_all(server, "mx.test", pid)
     with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=30) as smtp:
         assert smtp.sendmail("bob@remote.test", ["whoever@mx.test"], MSG) == {}
-    assert len(imap_messages(server, "postmaster@mx.test")) == 1
+    assert len(stored_messages(server, "postmaster@mx.test")) == 1
     assert queued(server) == []
 

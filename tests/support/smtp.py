@@ -5,12 +5,13 @@ from __future__ import annotations
 import imaplib
 import socket
 import ssl
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import update
 
 from mailwright.services import Services
-from tests.support.server import InProcessServer
+from tests.support.server import InProcessServer, free_port
 
 PASSWORD = "correct horse battery"
 
@@ -22,7 +23,8 @@ def add_domain(srv: InProcessServer, domain: str) -> None:
 
 
 def add_mailbox(srv: InProcessServer, addr: str, *, quota: int | None = None, aliases: list[str] | None = None) -> str:
-    body: dict[str, Any] = {"name": addr, "type": "individual", "secrets": [PASSWORD], "emails": [addr, *(aliases or [])]}
+    body: dict[str, Any] = {"name": addr, "type": "individual", "secrets": [PASSWORD],
+                            "emails": [addr, *(aliases or [])]}
     if quota is not None:
         body["quota"] = quota
     with srv.api() as api:
@@ -73,21 +75,48 @@ def queued(srv: InProcessServer) -> list[Any]:
 
 
 def imap_messages(srv: InProcessServer, addr: str, mailbox: str = "INBOX") -> list[bytes]:
+    """The raw messages in one of `addr`'s mailboxes, over IMAP (a real client)."""
     imap = imaplib.IMAP4("127.0.0.1", srv.ports["imap"], timeout=30)
     try:
-        typ, _ = imap.login(addr, PASSWORD)
-        assert typ == "OK"
-        typ, data = imap.select(mailbox)
-        assert typ == "OK", data
+        assert imap.login(addr, PASSWORD)[0] == "OK"
+        status, data = imap.select(mailbox)
+        assert status == "OK", data
         n = int(data[0] or 0)
         out: list[bytes] = []
         for i in range(1, n + 1):
-            typ, fetched = imap.fetch(str(i), "(BODY.PEEK[])")
-            assert typ == "OK"
-            out.append(fetched[0][1])  # type: ignore[index]
+            ok, fetched = imap.fetch(str(i), "(BODY.PEEK[])")
+            assert ok == "OK"
+            item = fetched[0]
+            assert isinstance(item, tuple)
+            out.append(bytes(item[1]))
         return out
     finally:
         imap.logout()
+
+
+def stored_messages(srv: InProcessServer, addr: str, mailbox: str = "INBOX") -> list[bytes]:
+    """The raw messages in one of `addr`'s mailboxes, read through the mailstore services.
+
+    The SMTP tests judge what SMTP stored; reading it through the mailstore keeps them
+    independent of the IMAP server (which has its own tests).
+    """
+    from mailwright.directory.principals import find_principal
+    from mailwright.mailstore import mailboxes, reads
+
+    async def go(svc: Services) -> list[bytes]:
+        async with svc.db.read() as s:
+            p = await find_principal(s, addr)
+            assert p is not None, addr
+            name = mailbox
+            if mailbox.startswith("\\"):
+                box = await mailboxes.get_by_special_use(s, p.id, mailbox)
+                assert box is not None, mailbox
+                name = box.name
+        opened = await reads.open_mailbox(svc, p.id, name)
+        assert opened is not None, name
+        return [await reads.raw_message(svc, e.message) for e in opened[1]]
+
+    return srv.run(go)
 
 
 class RawSMTP:
@@ -142,3 +171,14 @@ class RawSMTP:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def start_server(data_dir: Path, database_url: str, **overrides: Any) -> InProcessServer:
+    """An in-process node whose outbound mail goes to a closed local port.
+
+    Forwards and bounces then stay in the queue (temporary failure, retried later) where the
+    tests can look at them, instead of racing the queue runner's DNS lookups and DSNs.
+    """
+    overrides.setdefault("transport_map", {"*": f"[127.0.0.1]:{free_port()}"})
+    overrides.setdefault("queue_retry_base_seconds", 3600.0)
+    return InProcessServer(data_dir, database_url, **overrides).start()

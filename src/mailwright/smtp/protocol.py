@@ -112,6 +112,7 @@ class MailwrightSMTP(SMTP):
         self._enhanced = False  # off for the greeting; on once the client has said HELO/EHLO
         self._raw_replies = False
         self._replies = 0
+        self._greeted = False
         self._errors = 0
         self._closing = False
         if not offer_auth:
@@ -143,7 +144,7 @@ class MailwrightSMTP(SMTP):
             # Local development / benchmarks: AUTH without TLS from 127.0.0.1/::1 only.
             self._auth_require_tls = False
 
-    def auth_available(self) -> bool:
+    def can_offer_auth(self) -> bool:
         return self.offer_auth and (self.tls_active or not self._auth_require_tls)
 
     # --- replies ---------------------------------------------------------------------
@@ -153,11 +154,12 @@ class MailwrightSMTP(SMTP):
             final = status[3:4] == " "
             if self._enhanced and not self._raw_replies:
                 status = add_enhanced_code(status)
-            if final:
+            if final and self._greeted:
                 self._replies += 1
                 if status[0] in "45":
                     self._errors += 1
         await super().push(status)  # type: ignore[type-var]
+        self._greeted = True  # the greeting is not a reply to a command
         if not self._closing and self.transport is not None:
             if self._errors > self.limits.max_errors:
                 await self._hang_up("421 4.7.0 Too many errors, closing connection")
@@ -198,7 +200,7 @@ class MailwrightSMTP(SMTP):
                  "ENHANCEDSTATUSCODES"]
         if self.tls_context is not None and not self.tls_active:
             lines.append("STARTTLS")
-        if self.auth_available() and self._auth_methods:
+        if self.can_offer_auth() and self._auth_methods:
             lines.append("AUTH " + " ".join(sorted(self._auth_methods)))
         ehlo_hook = getattr(self.event_handler, "extra_ehlo_keywords", None)
         if ehlo_hook is not None:
