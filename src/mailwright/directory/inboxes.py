@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailwright.directory import apikeys, domains, passwords
@@ -118,7 +119,25 @@ async def create_inbox(
     display_name: object = None, workspace_id: str | None = None, strict: bool = False,
     only_workspace: str | None = None, created_by: str | None = None,
 ) -> InboxCreated:
-    """See the module docstring. `only_workspace`: the caller is a workspace key."""
+    """See the module docstring. `only_workspace`: the caller is a workspace key.
+
+    Two concurrent creates of one name on PostgreSQL: the loser's commit fails on the unique
+    address; it runs again and then finds the winner's inbox (idempotent) or falls back."""
+    for attempt in range(3):
+        try:
+            return await _create_inbox(svc, tenant_id, username=username, domain=domain,
+                                       display_name=display_name, workspace_id=workspace_id, strict=strict,
+                                       only_workspace=only_workspace, created_by=created_by)
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _create_inbox(
+    svc: Services, tenant_id: str, *, username: object, domain: object, display_name: object,
+    workspace_id: str | None, strict: bool, only_workspace: str | None, created_by: str | None,
+) -> InboxCreated:
     if display_name is not None and (not isinstance(display_name, str) or len(display_name) > 255):
         raise Invalid("displayName must be a string of at most 255 characters", field="displayName")
     password = passwords.generate_password(24)

@@ -111,8 +111,11 @@ class MailEvent:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def event_id(kind: str, message_id: int) -> str:
-    return "evt_" + hashlib.sha256(f"{kind}:{message_id}".encode()).hexdigest()[:32]
+def event_id(kind: str, msg: Message) -> str:
+    """Same for every process that sees the event; the blob hash and creation time keep a
+    reused row id (SQLite reuses the highest deleted rowid) from repeating an old event id."""
+    seed = f"{kind}:{msg.id}:{msg.blob_hash}:{msg.created_at.isoformat() if msg.created_at else ''}"
+    return "evt_" + hashlib.sha256(seed.encode()).hexdigest()[:32]
 
 
 async def _is_dsn(svc: Services, msg: Message) -> bool:
@@ -146,7 +149,7 @@ async def describe(svc: Services, ev: Event) -> MailEvent | None:
     else:
         kind = "message.sent"
     return MailEvent(
-        id=event_id(kind, msg.id), type=kind, created_at=utcnow(), principal_id=p.id, tenant_id=p.tenant_id,
+        id=event_id(kind, msg), type=kind, created_at=utcnow(), principal_id=p.id, tenant_id=p.tenant_id,
         workspace_id=p.workspace_id, inbox_address=p.name, message_id=msg.id, thread_id=msg.thread_id,
         mailbox=box.name if box is not None else "", from_addr=msg.from_addr, from_display=msg.from_display,
         to=[a for a in (msg.to_addrs or "").split(",") if a], subject=msg.subject, preview=msg.preview,
