@@ -6,28 +6,42 @@ A 10,000-message IMAP sync must be string joins, never re-parsing.  So at delive
 ENVELOPE, BODYSTRUCTURE and BODY exactly as they go on the wire, plus the decoded bits that JMAP,
 REST, SORT/THREAD and SEARCH need.  The answers must be what Dovecot 2.3 sends, byte for byte,
 because clients (and our conformance tests) compare us against it.  ``tests/data/mime`` holds a
-corpus and the answers of a real Dovecot 2.3.19.1 for it (``dovecot_golden.json``).
+corpus, the answers of a real Dovecot 2.3.19.1 for every message (``dovecot_golden.json``, made
+by ``make_golden.py``) and a differential fuzzer against Dovecot (``diff_fuzz.py``).
 
 Why not just ``email.message_from_bytes``
 -----------------------------------------
 IMAP sizes, line counts and ``BODY[section]`` byte ranges are defined on the raw octets, with
 quirks the ``email`` package does not reproduce (and cannot: it re-serialises).  So the part tree
-is built by our own scan over the raw bytes, emulating Dovecot's ``message-parser.c``:
+is built by our own scan over the raw bytes, emulating Dovecot's ``message-parser.c``; the
+``email`` package is not used at all (its header decoding is slow and raises on junk, so RFC 2047
+and charsets are decoded here too, best effort).  The rules that matter:
 
 * A boundary line is any line that *starts* with ``--`` + an active boundary (of this multipart or
-  any ancestor); when several match, the longest wins.  Trailing garbage on the line is ignored.
+  any ancestor, at most 80 chars); the longest match wins, on a tie the innermost.  Trailing
+  garbage on the line is ignored; a boundary line without LF at EOF starts no part.
 * The CRLF before a boundary line belongs to the boundary, not to the part before it.  If that
   CRLF ends a *header* (a part with no body, or a header never terminated by a blank line), the
   header loses it and the immediate parent's body keeps it -- visible as an off-by-two in
-  ``message/rfc822`` sizes that Dovecot really sends (see corpus 27 and 37).
+  ``message/rfc822`` sizes that Dovecot really sends (corpus 27 and 37).
 * After a close delimiter (``--b--``) the boundary is no longer active; text up to the next
-  ancestor boundary is epilogue.
+  ancestor boundary is epilogue (an empty epilogue keeps the close line's CRLF).
 * A multipart without boundary, or whose boundary never shows up, has no children; BODYSTRUCTURE
   then shows Dovecot's placeholder ``("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0)``.
-* ``message/rfc822`` bodies are parsed as messages whatever their Content-Transfer-Encoding.
-* Children of ``multipart/digest`` default to ``message/rfc822``.
-* The first Content-* header of a kind wins; for ENVELOPE fields the last Date/Subject/Message-ID/
-  In-Reply-To wins and address headers that occur several times are concatenated (as Dovecot does).
+  Nesting stops at 100 levels: deeper multiparts show as application/octet-stream.
+* ``message/rfc822`` bodies are parsed as messages whatever their Content-Transfer-Encoding;
+  children of ``multipart/digest`` default to ``message/rfc822``.
+* Content-* headers only count in a MIME part: inside a multipart, or with MIME-Version or
+  Content-Type.  Content-Type/ID/Description/MD5/Location: the first wins; the first *valid*
+  Content-Transfer-Encoding wins; Content-Disposition is re-read until one has parameters.  Broken
+  Content-Types keep what Dovecot keeps (``text`` -> ``("text" "")``, ``a:b`` -> ``("" "")``).
+* ENVELOPE: the last Date/Subject/Message-ID/In-Reply-To wins, repeated address headers are
+  concatenated; addresses are parsed like ``message-address.c`` (groups, routes, comments as
+  names, MISSING_MAILBOX/MISSING_DOMAIN/SYNTAX_ERROR, and everything after unparsable junk
+  dropped); RFC 2047 words stay encoded.  Subject and display names are written like
+  ``imap_append_string_for_humans`` (whitespace collapsed, a literal whenever that changed
+  anything or the text has ``"``, ``\\`` or 8-bit); other strings like ``imap_append_nstring``
+  (quoted, literal for 8-bit or more than 4 escapes).
 
 Sizes are Dovecot's "virtual" sizes: a bare LF counts as CRLF.  Messages arrive CRLF-normalised by
 SMTP, so for stored messages this is simply the raw size; for anything else (IMAP APPEND of an
@@ -37,6 +51,17 @@ return the same normalised bytes, so BODYSTRUCTURE sizes always equal the fetche
 IMAP strings in ``ParsedMessage`` are ``str``.  Raw 8-bit header bytes are decoded as UTF-8 with
 ``surrogateescape``; encode with ``encode("utf-8", "surrogateescape")`` to get the exact wire
 octets (literal lengths ``{n}`` are already counted in those octets).
+
+Known deviations from Dovecot 2.3.19 (all deliberate or untestable):
+
+* ``fetch_section`` returns None for a part that does not exist (and for HEADER/TEXT of a part
+  that is not message/rfc822); Dovecot sends ``""`` there -- the IMAP layer should do the same.
+* ``fetch_binary`` decodes corrupt base64/quoted-printable leniently where Dovecot answers
+  ``NO [PARSE]``; BINARY.SIZE should be ``len(fetch_binary())`` (Dovecot's own BINARY.SIZE of a
+  base64 message/rfc822 part disagrees with its BINARY[]).
+* NUL in header values: Dovecot's C strings cut there; we keep the text (NUL in BODY[] is sent as
+  0x80, as Dovecot does).  Dovecot's BODY can differ from a fresh parse when it is derived from a
+  cached BODYSTRUCTURE in the same session; we always answer the fresh-parse form.
 
 Nothing in here raises on any input: ``parse_message`` falls back to a minimal structure if a bug
 is ever hit, because a delivery must never fail on a weird message.
