@@ -700,10 +700,10 @@ class _AddrParser(_Rfc822):
         return 1
 
     def angle_addr(self) -> int:
+        """``<[@route:]local@domain>``; running out of input before ``>`` is an error."""
         self.i += 1  # '<'
-        ret = self.skip_lwsp()
-        if ret <= 0:
-            return ret
+        if self.skip_lwsp() <= 0:
+            return -1
         if self.s[self.i] == "@":
             if self.domain_list() <= 0 or self.cur() != ":":
                 self.route = "INVALID_ROUTE"
@@ -711,18 +711,14 @@ class _AddrParser(_Rfc822):
                     return -1
             else:
                 self.i += 1
-            ret = self.skip_lwsp()
-            if ret <= 0:
-                return ret
+            if self.skip_lwsp() <= 0:
+                return -1
         if self.s[self.i] != ">":
             buf: list[str] = []
-            ret = self.local_part(buf)
-            if ret <= 0:
-                return ret
-            if self.s[self.i] == "@":
-                ret = self.parse_domain()
-                if ret <= 0:
-                    return ret
+            if self.local_part(buf) <= 0:
+                return -1
+            if self.s[self.i] == "@" and self.parse_domain() <= 0:
+                return -1
         if self.cur() != ">":
             return -1
         self.i += 1
