@@ -456,3 +456,27 @@ def test_concurrent_creates_are_idempotent(server: InProcessServer) -> None:
         results = list(pool.map(create, range(6)))
     assert sorted(code for code, _ in results) == [200] * 5 + [201]
     assert len({i for _, i in results}) == 1
+
+
+def test_paused_inbox_cannot_send_or_log_in(server: InProcessServer) -> None:
+    t = make_tenant(server, "pausing")
+    a = make_inbox(server, t["apiKey"], "sleepy")
+    with client(server, t["apiKey"]) as api:
+        r = api.patch(f"/v1/inboxes/{a['id']}", json={"status": "paused", "displayName": "Sleepy"})
+        assert r.status_code == 200 and r.json()["status"] == "paused" and r.json()["displayName"] == "Sleepy"
+        assert api.patch(f"/v1/inboxes/{a['id']}", json={"status": "gone"}).status_code == 400
+    with client(server, a["apiKey"]) as api:
+        r = api.post(f"/v1/inboxes/{a['id']}/send", json={"to": a["email"], "plainBody": "x"})
+        assert r.status_code == 403 and r.json()["code"] == "INBOX_PAUSED"
+        assert api.patch(f"/v1/inboxes/{a['id']}", json={"status": "active"}).status_code == 403  # ak_ may not
+    imap = imaplib.IMAP4("127.0.0.1", server.ports["imap"], timeout=30)
+    try:
+        with pytest.raises(imaplib.IMAP4.error):
+            imap.login(a["canonicalEmail"], a["imapPassword"])
+    finally:
+        imap.logout()
+    with client(server, t["apiKey"]) as api:
+        assert api.patch(f"/v1/inboxes/{a['id']}", json={"status": "active"}).json()["status"] == "active"
+    with client(server, a["apiKey"]) as api:
+        r = api.post(f"/v1/inboxes/{a['id']}/send", json={"to": a["email"], "plainBody": "x"})
+        assert r.status_code == 200 and r.json()["status"] == "sent"

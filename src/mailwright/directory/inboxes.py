@@ -218,6 +218,27 @@ async def addresses(session: AsyncSession, principal_id: str) -> list[tuple[str,
     return [(str(a), bool(p)) for a, p in (await session.execute(q)).all()]
 
 
+_UNSET = object()
+
+
+async def update_inbox(svc: Services, inbox_id: str, ctx: KeyContext, *, display_name: object = _UNSET,
+                       status: object = _UNSET) -> Principal:
+    """Rename, pause or resume. A paused inbox cannot send (API 403, SMTP AUTH refused) nor log
+    in over IMAP/POP3; its mail is kept."""
+    async with svc.db.write() as s:
+        p = await get_inbox(s, inbox_id, ctx)
+        if display_name is not _UNSET:
+            if display_name is not None and (not isinstance(display_name, str) or len(display_name) > 255):
+                raise Invalid("displayName must be a string of at most 255 characters", field="displayName")
+            p.display_name = display_name
+        if status is not _UNSET:
+            if status not in ("active", "paused"):
+                raise Invalid("status must be 'active' or 'paused'", field="status", value=status)
+            p.status = str(status)
+        await s.flush()
+        return p
+
+
 async def rotate_password(svc: Services, inbox_id: str, ctx: KeyContext) -> tuple[Principal, str]:
     """A new IMAP/SMTP password (returned once); the old one stops working at once."""
     password = passwords.generate_password(24)
@@ -251,23 +272,6 @@ async def delete_inbox(svc: Services, inbox_id: str, ctx: KeyContext) -> None:
         p = await get_inbox(s, inbox_id, ctx)
         hashes = await _purge_principals(svc, s, [p.id])
         await s.execute(delete(Principal).where(Principal.id == p.id))
-        await s.flush()
-        gone = await _collect_blobs(svc, s, hashes)
-    remove_blob_files(svc, gone)
-
-
-async def delete_tenant(svc: Services, tenant_id: str) -> None:
-    """Terminate a tenant: all of its data is deleted (DESIGN: terminating deletes all data)."""
-    from mailwright.mailstore.changes import remove_blob_files
-
-    async with svc.db.write() as s:
-        t = await s.get(Tenant, tenant_id)
-        if t is None or t.status == "terminated":
-            raise NotFound(f"tenant {tenant_id} not found", field="id", value=tenant_id)
-        ids = list((await s.execute(select(Principal.id).where(Principal.tenant_id == tenant_id))).scalars())
-        hashes = await _purge_principals(svc, s, ids)
-        await s.execute(delete(Principal).where(Principal.tenant_id == tenant_id))
-        await s.execute(delete(Tenant).where(Tenant.id == tenant_id))
         await s.flush()
         gone = await _collect_blobs(svc, s, hashes)
     remove_blob_files(svc, gone)

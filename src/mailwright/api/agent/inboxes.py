@@ -90,6 +90,21 @@ async def get_inbox(inbox_id: str, request: Request) -> Response:
     return await handle(go)
 
 
+@router.patch("/inboxes/{inbox_id}")
+async def update_inbox(inbox_id: str, request: Request) -> Response:
+    """`displayName`, and `status` ("active" | "paused": a paused inbox cannot send or log in)."""
+    async def go() -> Response:
+        ctx = await require_key(request, "tenant", "workspace")
+        body = await json_object(request)
+        svc = services(request)
+        fields = {k: body[k] for k in ("displayName", "status") if k in body}
+        p = await inboxes.update_inbox(svc, inbox_id, ctx, **{
+            "display_name" if k == "displayName" else k: v for k, v in fields.items()})
+        return JSONResponse(await inbox_json(svc, p))
+
+    return await handle(go)
+
+
 @router.delete("/inboxes/{inbox_id}")
 async def delete_inbox(inbox_id: str, request: Request) -> Response:
     async def go() -> Response:

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 
 from mailwright.api.agent.common import ApiError, handle, idempotent, iso, json_object, require_key
 from mailwright.api.auth import services
-from mailwright.directory import inboxes, tenants, workspaces
+from mailwright.directory import tenants, workspaces
 from mailwright.storage.models import Tenant
 
 router = APIRouter(tags=["agent: tenants"])
@@ -70,7 +70,9 @@ async def delete_tenant(tenant_id: str, request: Request) -> Response:
             t = await tenants.get_tenant(s, tenant_id)
         if t.name == tenants.DEFAULT_TENANT:
             raise ApiError(403, "FORBIDDEN", "the default tenant cannot be deleted")
-        await inboxes.delete_tenant(svc, t.id)
+        # The reseller dialect's termination (all data deleted, the row kept as a tombstone); a
+        # top-level tenant's "reseller" is None, which find_subtenant matches as parent_id IS None.
+        await tenants.terminate(svc, t.parent_id, t.id)  # type: ignore[arg-type]
         return JSONResponse({"deleted": True, "id": t.id})
 
     return await handle(go)
