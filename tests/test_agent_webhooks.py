@@ -178,3 +178,30 @@ def test_sse_stream_scoped(server: InProcessServer) -> None:
     assert r.status_code == 401
     r = httpx.get(f"{server.base_url}/v1/events?types=nope", headers={"X-API-Key": b["apiKey"]})
     assert r.status_code == 400
+
+
+def test_two_nodes_deliver_each_event_once(tmp_path: Path, database_url: str) -> None:
+    """Two nodes on one PostgreSQL database both see every event (LISTEN/NOTIFY) and both
+    enqueue it; the webhook still gets each event exactly once."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("several nodes share a database only on PostgreSQL")
+    n1 = InProcessServer(tmp_path / "data", database_url, webhook_retry_base_seconds=0.2).start()
+    n2 = InProcessServer(tmp_path / "data", database_url, webhook_retry_base_seconds=0.2).start()
+    try:
+        t = make_tenant(n1, "two-nodes")
+        a = make_inbox(n1, t["apiKey"], "a")
+        with webhook_receiver() as rec:
+            with client(n2, t["apiKey"]) as api:
+                assert api.post("/v1/webhooks", json={"url": rec.url}).status_code == 201
+            time.sleep(5.5)  # node 1's webhook cache (5 s) learns about the new hook
+            with client(n1, a["apiKey"]) as api:
+                for i in range(3):
+                    assert api.post(f"/v1/inboxes/{a['id']}/send",
+                                    json={"to": a["email"], "plainBody": f"m{i}"}).status_code == 200
+            wait_for(lambda: len([r for r in rec.received if r.json["type"] == "message.received"]) >= 3)
+            time.sleep(1.5)
+            got = [r.headers["x-mailwright-event-id"] for r in rec.received]
+            assert len(got) == len(set(got)) == 6, got  # 3 received + 3 sent, each exactly once
+    finally:
+        n2.stop()
+        n1.stop()

@@ -46,7 +46,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -63,6 +63,7 @@ EVENT_ID_HEADER = "X-Mailwright-Event-Id"
 EVENT_TYPE_HEADER = "X-Mailwright-Event-Type"
 ATTEMPT_TIMEOUT = 10.0
 LOCK_SECONDS = 60
+LOG_DAYS = 30
 
 
 # ------------------------------------------------------------------------------------------ scope
@@ -434,8 +435,20 @@ class WebhookDispatcher:
                 d.locked_until = now + timedelta(seconds=LOCK_SECONDS)
             return [(d.id, url, secret, d.payload, d.attempts) for d, url, secret in rows]
 
+    async def _prune(self) -> None:
+        """The delivery log keeps 30 days of finished deliveries."""
+        cutoff = utcnow() - timedelta(days=LOG_DAYS)
+        async with self.svc.db.write() as s:
+            await s.execute(delete(WebhookDelivery).where(WebhookDelivery.status != "pending",
+                                                          WebhookDelivery.created_at < cutoff))
+
     async def _send_loop(self) -> None:
+        next_prune = time.monotonic() + 60
         while True:
+            if time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + 3600
+                with contextlib.suppress(Exception):
+                    await self._prune()
             try:
                 batch = await self._claim()
             except asyncio.CancelledError:

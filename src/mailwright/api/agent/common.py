@@ -36,6 +36,10 @@ CODES = {
 }
 
 
+# The reference's prefix table; other tenant-scoped tokens (tm_pro_, mxm_, rk_) belong to other dialects.
+AGENT_PREFIXES = ("sa_", "tk_", "wk_", "ak_", "env")
+
+
 class ApiError(Exception):
     """Raised inside handlers; rendered by `handle`."""
 
@@ -77,7 +81,7 @@ async def require_key(request: Request, *scopes: str) -> KeyContext:
     ctx = await key_context(request)
     if ctx is None:
         raise ApiError(401, "UNAUTHORIZED", "missing, invalid or revoked API key")
-    if ctx.scope not in ("platform", "tenant", "workspace", "inbox"):
+    if ctx.scope not in ("platform", "tenant", "workspace", "inbox") or ctx.prefix not in AGENT_PREFIXES:
         raise ApiError(403, "FORBIDDEN", "this key cannot use the inbox API")
     if scopes and not ctx.is_platform and ctx.scope not in scopes:
         raise ApiError(403, "FORBIDDEN", f"a {ctx.prefix} key cannot do this")
