@@ -106,9 +106,13 @@ async def tenant_scope(request: Request) -> str:
         named = request.headers.get("x-mailwright-tenant")
         svc = services(request)
         try:
-            if named:
-                async with svc.db.read() as s:
+            async with svc.db.read() as s:
+                if named:
                     return (await tenants.get_tenant(s, named.strip())).id
+                try:  # a read first: no write transaction (and fsync) per request
+                    return (await tenants.get_tenant(s, tenants.DEFAULT_TENANT)).id
+                except NotFound:
+                    pass
             async with svc.db.write() as s:
                 return (await tenants.ensure_default_tenant(s)).id
         except NotFound as exc:
