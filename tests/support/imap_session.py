@@ -13,14 +13,14 @@ Script format (tests/data/imap_sessions/*.imap), one item per line:
   `@close`         drop the current connection without LOGOUT.
   `@messages none` (header) do not preload the corpus into INBOX.
   anything else    a command line `TAG VERB ...`. Variables: $USER $PASS $PLAIN (SASL PLAIN
-                   base64), $UIDVALIDITY / $HIGHESTMODSEQ (last value this connection saw).
+                   base64), $UIDVALIDITY / $HIGHESTMODSEQ (last value this connection saw), $HIGHESTMODSEQ+1.
                    `{{file:NAME}}` is a synchronising literal with the bytes of a corpus message,
                    `{{lit:TEXT}}` / `{{lit+:TEXT}}` a (non-)synchronising literal of TEXT (escapes).
                    When the server answers with a continuation request (`+`), the command stays
                    pending and the next command line is sent as-is (IDLE's DONE, SASL data).
 Normalisation (each rule is an RFC freedom, see docs/imap-differences.md):
 - human-readable text after OK/NO/BAD/BYE/PREAUTH and `+` is dropped (status and code kept);
-  the optional codes ALERT and NONEXISTENT and BADCHARSET's charset list are dropped;
+  the optional codes ALERT, NONEXISTENT, CLIENTBUG and BADCHARSET's charset list are dropped;
 - a CAPABILITY response code in a tagged OK equals an untagged CAPABILITY; capability lists are
   compared as sorted sets restricted to the capabilities issue 5 asks for;
 - UIDVALIDITY values (also inside COPYUID/APPENDUID) become U1, U2... in order of appearance;
@@ -208,7 +208,7 @@ class Normaliser:
             return f"{name} {self.modseq(arg.strip(), highest=True)}".rstrip() if arg else name
         if name == "BADCHARSET":
             return "BADCHARSET"  # the charset list is optional (RFC 3501 7.1)
-        if name in ("ALERT", "NONEXISTENT"):
+        if name in ("ALERT", "NONEXISTENT", "CLIENTBUG"):
             return ""  # RFC 5530 codes are optional; Dovecot 2.3 omits NONEXISTENT on SELECT/STATUS
         if name == "MODIFIED":
             return f"MODIFIED {arg}"
@@ -456,6 +456,7 @@ class SessionPlayer:
         plain = base64.b64encode(f"\0{self.user}\0{self.password}".encode()).decode()
         line = line.replace("$USER", self.user).replace("$PASS", self.password).replace("$PLAIN", plain)
         line = line.replace("$UIDVALIDITY", v.get("UIDVALIDITY", "1"))
+        line = line.replace("$HIGHESTMODSEQ+1", str(int(v.get("HIGHESTMODSEQ", "1")) + 1))
         line = line.replace("$HIGHESTMODSEQ", v.get("HIGHESTMODSEQ", "1"))
         chunks: list[tuple[bytes, str]] = []
         pos = 0
