@@ -417,6 +417,17 @@ def test_idempotency_key(server: InProcessServer) -> None:
         r3 = api.post("/v1/inboxes", json={"username": "other"}, headers=h)
         assert r3.status_code == 422
         a = r1.json()
+
+        # The stored first answer holds the password and ak_ key only encrypted.
+        async def stored(svc: object) -> list[str]:
+            from sqlalchemy import select
+
+            from mailwright.storage.models import IdempotencyRecord
+
+            async with svc.db.read() as s:  # type: ignore[attr-defined]
+                return [str(b) for b in (await s.execute(select(IdempotencyRecord.body))).scalars()]
+        bodies = server.run(stored)
+        assert bodies and not any(a["imapPassword"] in b or a["apiKey"] in b for b in bodies)
         # Send: a retry does not send twice.
         hs = {"Idempotency-Key": "send-1"}
         s1 = api.post(f"/v1/inboxes/{a['id']}/send", json={"to": a["email"], "plainBody": "x"}, headers=hs)

@@ -10,25 +10,52 @@ renderer. Semantics (Stripe's, which the hosted services follow):
 - the same key with a different body or query is a client bug: 422 (`key_reused`).
 - 5xx and 429 answers are not stored (the operation may not have happened; retrying is right),
   and neither is an exception — the key is released so the retry runs again.
+- stored bodies may hold secrets shown once (an inbox's password, a new API key), so they are
+  encrypted (AES-256-GCM) under a key derived from the caller's *presented* API key and the
+  Idempotency-Key. The database keeps only SHA-256(api key), from which that key cannot be
+  derived: a database dump reveals no replayable secret.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import os
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from fastapi import Request
 from fastapi.responses import Response
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
-from mailwright.api.auth import services
+from mailwright.api.auth import presented_key, services
 from mailwright.storage.models import IdempotencyRecord, utcnow
 
 TTL = timedelta(hours=24)
 HEADER = "idempotency-key"
 ErrorRenderer = Callable[[int, str, str], Response]  # (status, code, message) -> response
+
+
+def _cipher_key(presented: str, idem_key: str) -> bytes:
+    return hashlib.sha256(b"mailwright-idempotency\0" + presented.encode() + b"\0" + idem_key.encode()).digest()
+
+
+def _seal(key: bytes, body: bytes) -> str:
+    nonce = os.urandom(12)
+    return "v1:" + base64.b64encode(nonce + AESGCM(key).encrypt(nonce, body, None)).decode()
+
+
+def _open(key: bytes, stored: str) -> bytes | None:
+    if not stored.startswith("v1:"):
+        return None
+    try:
+        raw = base64.b64decode(stored[3:])
+        return AESGCM(key).decrypt(raw[:12], raw[12:], None)
+    except (ValueError, InvalidTag):
+        return None
 
 
 def _fingerprint(request: Request, body: bytes) -> str:
@@ -51,6 +78,7 @@ async def idempotent(request: Request, caller: str | None, handler: Callable[[],
     who = caller or "env:platform"
     endpoint = f"{request.method} {request.url.path}"[:1024]
     fingerprint = _fingerprint(request, await request.body())
+    cipher = _cipher_key(presented_key(request) or who, key)
     now = utcnow()
     claimed = False
     for _ in range(2):
@@ -74,8 +102,11 @@ async def idempotent(request: Request, caller: str | None, handler: Callable[[],
                     return error(409, "idempotency_in_progress",
                                  "a request with this Idempotency-Key is still being processed")
                 else:
-                    return Response(content=row.body or b"", status_code=row.status,
-                                     media_type=row.content_type, headers={"Idempotent-Replayed": "true"})
+                    body = _open(cipher, row.body or "")
+                    if body is None:
+                        return error(409, "idempotency_key_reused", "this Idempotency-Key belongs to another key")
+                    return Response(content=body, status_code=row.status,
+                                    media_type=row.content_type, headers={"Idempotent-Replayed": "true"})
             break
         except IntegrityError:  # PostgreSQL: a concurrent first request inserted it; look again
             claimed = False
@@ -94,7 +125,7 @@ async def idempotent(request: Request, caller: str | None, handler: Callable[[],
     async with svc.db.write() as s:
         await s.execute(update(IdempotencyRecord).where(
             IdempotencyRecord.caller == who, IdempotencyRecord.idem_key == key, IdempotencyRecord.endpoint == endpoint
-        ).values(status=resp.status_code, body=body.decode("utf-8", "replace"),
+        ).values(status=resp.status_code, body=_seal(cipher, body),
                  content_type=resp.headers.get("content-type")))
         if now.minute % 10 == 0:  # a cheap, occasional sweep of expired records
             await s.execute(delete(IdempotencyRecord).where(IdempotencyRecord.created_at < now - TTL))
