@@ -129,3 +129,47 @@ def test_suspension_holds_outbound_and_termination_drops_it(fast_server: InProce
     # Refusals are immediate (status read from the database on each login); the figure includes
     # the protocols' own delay after a failed login.
     assert refused_after < 3.0, refused_after
+
+
+def test_status_changes_are_announced_to_sessions(server: InProcessServer) -> None:
+    """Long-lived sessions (IMAP IDLE, JMAP push) learn of a suspension from the event bus."""
+    import asyncio
+
+    from mailwright.directory.principals import find_principal
+    from mailwright.events.bus import Event
+    from mailwright.services import Services
+
+    rid, key = new_reseller(server)
+    with reseller_client(server, key) as rc:
+        t = create_tenant(rc)
+        tok = tenant_login(server, t["tenant_username"], t["tenant_password"]).json()["data"]["token"]
+        addr = provision_mailbox(server, tok, "events-co.test", "ann", PW)
+        subs: dict[str, Any] = {}
+
+        async def subscribe(svc: Services) -> None:
+            async with svc.db.read() as s:
+                p = await find_principal(s, addr)
+                assert p is not None
+            subs["cm"] = svc.events.subscribe(p.id)
+            subs["q"] = subs["cm"].__enter__()
+
+        async def next_event(svc: Services) -> Event:
+            ev: Event = await asyncio.wait_for(subs["q"].get(), 5)
+            return ev
+
+        server.run(subscribe)
+        try:
+            assert rc.post(f"/api/user/tenants/{t['id']}/suspend").status_code == 200
+            ev = server.run(next_event)
+            assert ev.type == "account.changed" and ev.data == {"reason": "tenant.suspended", "tenant_id": t["id"]}
+            assert rc.post(f"/api/user/tenants/{t['id']}/suspend").status_code == 200  # no-op: no event
+            assert rc.post(f"/api/user/tenants/{t['id']}/reactivate").status_code == 200
+            assert server.run(next_event).data["reason"] == "tenant.reactivated"
+            with server.api() as admin:
+                assert admin.patch(f"/api/admin/resellers/{rid}", json={"status": "suspended"}).status_code == 200
+            assert server.run(next_event).data["reason"] == "reseller.suspended"
+        finally:
+            async def unsubscribe(svc: Services) -> None:
+                subs["cm"].__exit__(None, None, None)
+
+            server.run(unsubscribe)

@@ -107,9 +107,12 @@ async def patch(ident: str, request: Request) -> JSONResponse:
             raise Invalid(f"unknown field(s): {', '.join(sorted(unknown))}")
         pool = pool_bytes(body["pool_gb"]) if "pool_gb" in body else None
         async with services(request).db.write() as s:
+            before = (await resellers.get_reseller(s, ident)).status
             r = await resellers.update_reseller(s, ident, plan=body.get("plan"), pool_bytes=pool,
                                                 max_tenants=body.get("max_tenants"), status=body.get("status"))
             await tenants.log_action(s, _for(actor, r.id), "reseller.update", r.name, **body)
+        if r.status != before:
+            await tenants.announce_reseller(services(request), r.id, f"reseller.{r.status}")
     except BadBody as exc:
         return bad_body(exc)
     except DirectoryError as exc:

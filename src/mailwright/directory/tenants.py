@@ -253,6 +253,18 @@ async def _announce(svc: Services, principal_ids: list[str], reason: str, tenant
                                        data={"reason": reason, "tenant_id": tenant_id}))
 
 
+async def announce_reseller(svc: Services, reseller_id: str, reason: str) -> int:
+    """`account.changed` for every principal under a reseller (its own status changed)."""
+    async with svc.db.read() as s:
+        children = select(Tenant.id).where(Tenant.parent_id == reseller_id)
+        q = select(Principal.id, Principal.tenant_id).where(
+            (Principal.tenant_id.in_(children)) | (Principal.tenant_id == reseller_id))
+        rows = (await s.execute(q)).all()
+    for pid, tid in rows:
+        await _announce(svc, [pid], reason, str(tid))
+    return len(rows)
+
+
 async def set_status(svc: Services, reseller_id: str, ident: str, status: str, actor: Actor | None = None
                      ) -> tuple[Tenant, bool]:
     """Suspend (status="suspended") or reactivate (status="active"); (tenant, changed)."""
