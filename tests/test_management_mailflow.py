@@ -5,13 +5,16 @@ from __future__ import annotations
 import email
 import imaplib
 import smtplib
+import time
 from email.message import EmailMessage
+from pathlib import Path
 
 import pytest
 
 from mailwright.services import Services
 from tests.support.management import add_account, add_domain, client, make_tenant
 from tests.support.server import InProcessServer
+from tests.support.smtp_peer import SmtpPeer
 
 
 def send(srv: InProcessServer, rcpts: list[str], subject: str, body: str = "hello\n") -> None:
@@ -170,3 +173,33 @@ def test_quota_is_freed_by_deleting_an_account(server: InProcessServer) -> None:
         assert r.status_code == 200
         send(server, ["q@quota.test"], "fits now", body="y" * 1200 + "\n")
         assert inbox_subjects(server, "q@quota.test", "APassword1") == ["fits", "fits now"]
+
+
+def test_forwarder_forwards_through_the_queue(tmp_path: Path, database_url: str) -> None:
+    """A list with an external member forwards (outbound queue, SRS sender) while a local member
+    of the same list still gets its copy."""
+    srv = InProcessServer(tmp_path / "data", database_url, queue_poll_seconds=0.1,
+                          queue_retry_base_seconds=0.3, queue_retry_max_seconds=1.0).start()
+    peer = SmtpPeer(tmp_path / "peer", tls=False).start()
+    try:
+        assert srv.svc is not None
+        srv.svc.settings.transport_map["far.test"] = f"[127.0.0.1]:{peer.port}"
+        _, key = make_tenant(srv, "fwd")
+        with client(srv, key) as api:
+            add_domain(api, "fwd.test")
+            add_account(api, "keep@fwd.test", "KeepPassword1")
+            r = api.post("/api/principal", json={"name": "forward@fwd.test", "type": "list",
+                                                 "members": ["external@far.test", "keep@fwd.test"]})
+            assert r.status_code == 200
+        send(srv, ["forward@fwd.test"], "to be forwarded")
+        deadline = time.monotonic() + 30
+        while not peer.received and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert peer.received, "the forward never reached the external host"
+        got = peer.received[0]
+        assert got.rcpts == ["external@far.test"] and b"Subject: to be forwarded" in got.data
+        assert got.mail_from.lower().startswith("srs0=") and got.mail_from.lower().endswith("@fwd.test")
+        assert inbox_subjects(srv, "keep@fwd.test", "KeepPassword1") == ["to be forwarded"]
+    finally:
+        peer.stop()
+        srv.stop()
