@@ -230,11 +230,20 @@ def _header_fields(block: bytes) -> list[tuple[str, bytes]]:
     out: list[tuple[str, bytes]] = []
     if not block:
         return out
+    if b"\r\r" not in block and not block.endswith(b"\r") and block[:1] not in (b" ", b"\t"):
+        # fast path: unfold first (fold -> "\n" + WSP), then one split per logical field
+        for field in block.replace(b"\r\n ", b"\n ").replace(b"\r\n\t", b"\n\t").split(b"\r\n"):
+            i = field.find(b":")
+            if i < 0 or b"\n" in field[:i]:
+                out.append(("", b""))
+                continue
+            out.append((field[:i].rstrip(b" \t").lower().decode("latin-1"), field[i + 1 :].lstrip(b" \t")))
+        return out
     for line in block.split(b"\r\n"):
         if line.endswith(b"\r"):
             line = line.rstrip(b"\r")  # CRs before the line end are dropped too (Dovecot)
         if line[:1] in (b" ", b"\t"):
-            if out:
+            if out and out[-1][0]:
                 name, val = out[-1]
                 out[-1] = (name, val + b"\n" + line)
             continue
@@ -242,7 +251,7 @@ def _header_fields(block: bytes) -> list[tuple[str, bytes]]:
         if i < 0:
             out.append(("", b""))
             continue
-        out.append((line[:i].rstrip(b" \t").decode("latin-1").lower(), line[i + 1 :].lstrip(b" \t")))
+        out.append((line[:i].rstrip(b" \t").lower().decode("latin-1"), line[i + 1 :].lstrip(b" \t")))
     return out
 
 
@@ -824,8 +833,55 @@ class _AddrParser(_Rfc822):
                 break
 
 
+_AT = r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~\x80-\U0010ffff]"
+_FAST_ADDR_RE = re.compile(
+    r"[ \t\n]*(?:"
+    rf"(?P<l1>[A-Za-z0-9!#$%&'*+\-/=?^_`{{|}}~.\x80-\U0010ffff]+)@(?P<d1>{_AT}+(?:\.{_AT}+)*)"
+    r"|"
+    rf"(?P<name>(?:{_AT}[A-Za-z0-9!#$%&'*+\-/=?^_`{{|}}~.\x80-\U0010ffff]*|\"(?:[^\"\\\n]|\\.)*\")"
+    rf"(?:[ \t\n]+(?:{_AT}[A-Za-z0-9!#$%&'*+\-/=?^_`{{|}}~.\x80-\U0010ffff]*|\"(?:[^\"\\\n]|\\.)*\"))*)?"
+    rf"[ \t\n]*<(?P<l2>[A-Za-z0-9!#$%&'*+\-/=?^_`{{|}}~.\x80-\U0010ffff]+)@(?P<d2>{_AT}+(?:\.{_AT}+)*)>"
+    r")[ \t\n]*(?:,|$)"
+)
+_NAME_WORD_RE = re.compile(r'"((?:[^"\\\n]|\\.)*)"|[^ \t\n"]+')
+
+
+def _fast_addresses(value: str) -> list[_Addr] | None:
+    """The common shapes (``a@b``, ``Name <a@b>``, ``"Name" <a@b>``, comma-separated) without
+    the character-level parser; None when anything else shows up.  Same results as the port."""
+    out: list[_Addr] = []
+    i, n = 0, len(value)
+    while i < n:
+        m = _FAST_ADDR_RE.match(value, i)
+        if m is None:
+            return None
+        if m.group("l1") is not None:
+            out.append((None, None, m.group("l1"), m.group("d1")))
+        else:
+            name: str | None = None
+            raw_name = m.group("name")
+            if raw_name:
+                words = []
+                for w in _NAME_WORD_RE.finditer(raw_name):
+                    q = w.group(1)
+                    words.append(w.group(0) if q is None else _UNESCAPE_RE.sub(r"\1", q))
+                name = " ".join(words) or None
+            out.append((name, None, m.group("l2"), m.group("d2")))
+        i = m.end()
+        if value[i - 1 : i] == "," and value[i:].strip(" \t\n\r") == "":
+            break
+    return out
+
+
 def _parse_addresses(value: str) -> list[_Addr]:
     """Address list the way Dovecot's message_address_parse(FILL_MISSING) sees it."""
+    fast = _fast_addresses(value) if value.strip(" \t\n\r") else None
+    if fast:
+        return fast
+    return _parse_addresses_slow(value)
+
+
+def _parse_addresses_slow(value: str) -> list[_Addr]:
     p = _AddrParser(value)
     if p.skip_lwsp() <= 0:
         return []
@@ -1177,17 +1233,18 @@ def _envelope_and_addrs(fields: list[tuple[str, bytes]]) -> tuple[str, dict[str,
     return "(" + " ".join(items) + ")", addrs
 
 
-def _structure(p: _Part, data: bytes, ext: bool) -> str:
-    """One body (without the outer parentheses)."""
+def _structures(p: _Part, data: bytes) -> tuple[str, str]:
+    """(BODYSTRUCTURE, BODY) of a part, without the outer parentheses, in one walk."""
     if p.multipart:
         if p.children:
-            kids = "".join("(" + _structure(c, data, ext) + ")" for c in p.children)
+            pairs = [_structures(c, data) for c in p.children]
+            kids_x = "".join("(" + x + ")" for x, _ in pairs)
+            kids_b = "".join("(" + b + ")" for _, b in pairs)
         else:
-            kids = _EMPTY_BODYSTRUCTURE if ext else _EMPTY_BODY
-        s = kids + " " + _nstring(p.csub or "")
-        if ext:
-            s += " " + ("NIL" if not p.params else _params_imap(p.params, False)) + _common_ext(p)
-        return s
+            kids_x, kids_b = _EMPTY_BODYSTRUCTURE, _EMPTY_BODY
+        sub = " " + _nstring(p.csub or "")
+        ext = " " + ("NIL" if not p.params else _params_imap(p.params, False)) + _common_ext(p)
+        return kids_x + sub + ext, kids_b + sub
     size = p.body_end - p.body_start
     if p.rfc822:
         head = '"message" "rfc822"'
@@ -1199,16 +1256,20 @@ def _structure(p: _Part, data: bytes, ext: bool) -> str:
         head = _nstring(p.ctype) + " " + _nstring(p.csub or "")
         text = p.ctype.lower() == "text"
     cte = _nstring(p.cte) if p.cte is not None else '"7bit"'
-    s = f"{head} {_params_imap(p.params, text)} {_nstring(p.cid)} {_nstring(p.desc)} {cte} {size}"
+    base = f"{head} {_params_imap(p.params, text)} {_nstring(p.cid)} {_nstring(p.desc)} {cte} {size}"
     lines = data.count(b"\n", p.body_start, p.body_end)
     if text:
-        s += f" {lines}"
+        base += f" {lines}"
+        base_b = base
     elif p.rfc822:
         child = p.children[0] if p.children else _Part(p.body_start)
-        s += f" {_envelope(child.fields)} ({_structure(child, data, ext)}) {lines}"
-    if ext:
-        s += " " + _nstring(p.md5) + _common_ext(p)
-    return s
+        env = _envelope(child.fields)
+        cx, cb = _structures(child, data)
+        base_b = f"{base} {env} ({cb}) {lines}"
+        base = f"{base} {env} ({cx}) {lines}"
+    else:
+        base_b = base
+    return base + " " + _nstring(p.md5) + _common_ext(p), base_b
 
 
 # --------------------------------------------------------------------------------------------
@@ -1519,8 +1580,8 @@ def _parse(raw: bytes) -> ParsedMessage:
     root, _b, _bi = parser.entity(0, [], False, 0)
     fields = root.fields
     envelope, addrs = _envelope_and_addrs(fields)
-    bodystructure = "(" + _structure(root, data, True) + ")"
-    body = "(" + _structure(root, data, False) + ")"
+    bs, b = _structures(root, data)
+    bodystructure, body = "(" + bs + ")", "(" + b + ")"
 
     subj_raw = _header_value(fields, "subject")
     subject = _WS_RE.sub(" ", _decode_header(subj_raw)).strip() if subj_raw is not None else ""
@@ -1657,7 +1718,7 @@ def _header_lines(block: bytes) -> list[tuple[str, bytes]]:
             out[-1] = (out[-1][0], out[-1][1] + line + b"\r\n")
             continue
         i = line.find(b":")
-        name = line[:i].rstrip(b" \t").decode("latin-1").lower() if i >= 0 else ""
+        name = line[:i].rstrip(b" \t").lower().decode("latin-1") if i >= 0 else ""
         out.append((name, line + b"\r\n"))
     return out
 
