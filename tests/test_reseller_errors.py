@@ -197,3 +197,28 @@ def test_cli_reseller_create_list_key(server: InProcessServer) -> None:
     assert p.returncode == 0 and "cli-hosting" in p.stdout and "tenants=1/1" in p.stdout
     p = cli(server, "reseller", "create", "cli-hosting")
     assert p.returncode == 1 and "already exists" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_parallel_creations_respect_limit_and_pool(server: InProcessServer) -> None:
+    """A billing system firing requests in parallel cannot overrun max_tenants or the pool."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, key = new_reseller(server, pool_gb=10, max_tenants=4)
+
+    def create(_: int) -> httpx.Response:
+        with reseller_client(server, key) as rc:
+            return rc.post("/api/user/tenants", json={"quota_gb": 3})
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(create, range(8)))
+    ok = [r for r in results if r.status_code == 200]
+    assert len(ok) == 3  # the pool (10 GB) allows three of 3 GB, before the tenant limit (4)
+    for r in results:
+        if r.status_code != 200:
+            assert_error(r, 422, "QUOTA_EXCEEDED")
+    assert len({r.json()["data"]["tenant_username"] for r in ok}) == 3
+    with reseller_client(server, key) as rc:
+        ov = rc.get("/api/user/reseller/overview").json()["data"]
+        assert ov["allocated_gb"] == 9 and ov["tenants"]["active"] == 3
+        create_tenant(rc, 1)
+        assert_error(rc.post("/api/user/tenants", json={"quota_gb": 0.001}), 422, "TENANT_LIMIT")

@@ -329,7 +329,11 @@ async def terminate(svc: Services, reseller_id: str, ident: str, actor: Actor | 
         assert t is not None
         if t.status == "terminated":
             return Termination(t, False)
-        pids = await _principal_ids(s, t.id)
+        # Lock the principals first: a delivery racing with us then waits (its FK check on the
+        # principal) and fails cleanly with a 4xx after our commit, instead of leaving a message
+        # whose blob we did not see.
+        pids = list((await s.execute(select(Principal.id).where(Principal.tenant_id == t.id).with_for_update()
+                                     )).scalars())
         of_tenant = select(Principal.id).where(Principal.tenant_id == t.id)
         msg_rows = (await s.execute(select(Message.blob_hash, Message.size).where(
             Message.principal_id.in_(of_tenant)))).all()
