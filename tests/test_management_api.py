@@ -192,3 +192,21 @@ def test_openapi_lists_the_routes(server: InProcessServer) -> None:
                          ("/api/dns/records/{domain}", "get"), ("/.well-known/mta-sts.txt", "get")):
         assert spec["paths"][path][method]["summary"], (path, method)
     assert httpx.get(server.base_url + "/api/docs").status_code == 200
+
+
+def test_concurrent_creates_of_one_address_give_one_winner(server: InProcessServer) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, key = make_tenant(server, "race")
+
+    def post(body: dict[str, object]) -> int:
+        with client(server, key) as api:
+            return api.post("/api/principal", json=body).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(post, [{"name": "race.test", "type": "domain"}] * 8))
+    assert sorted(codes) == [200] + [409] * 7
+    body = {"name": "same@race.test", "type": "individual", "secrets": ["long enough pw"]}
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(post, [body] * 8))
+    assert sorted(codes) == [200] + [409] * 7

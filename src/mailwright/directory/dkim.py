@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailwright.directory.errors import AlreadyExists, Invalid, NotFound
@@ -52,7 +53,11 @@ async def create(db: Database, domain: Domain, algorithm: str, selector: str | N
         if key_id:
             row.id = key_id
         s.add(row)
-        await s.flush()
+        try:
+            await s.flush()
+        except IntegrityError:  # a concurrent create of the same selector (or id) won
+            raise AlreadyExists(f"selector {sel} already exists for {domain.name}", field="selector",
+                                value=sel) from None
     return row
 
 

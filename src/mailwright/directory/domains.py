@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailwright.directory.errors import AlreadyExists, Invalid, NotFound
@@ -38,7 +39,10 @@ async def create_domain(
     row = Domain(tenant_id=tenant_id, name=canonical, description=description, is_system=is_system,
                  verified=is_system)
     session.add(row)
-    await session.flush()
+    try:
+        await session.flush()
+    except IntegrityError:  # a concurrent create won (PostgreSQL); the transaction is rolled back
+        raise AlreadyExists(f"domain {canonical} already exists", field="name", value=canonical) from None
     return row
 
 

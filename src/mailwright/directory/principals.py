@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailwright.directory import passwords
@@ -122,32 +123,36 @@ async def create_principal(
 
     from mailwright.mailstore import mailboxes  # the mailstore owns mailbox creation
 
-    async with db.write() as s:
-        for addr in emails:  # foreign domains first (400), so a taken foreign name does not leak (409)
-            await _domain_for(s, addr, tenant_id, "emails")
-        if (await s.execute(select(Principal.id).where(Principal.name == name))).first():
-            raise AlreadyExists(f"principal {name} already exists", field="name", value=name)
-        p = Principal(
-            tenant_id=tenant_id,
-            type=spec.type,
-            name=name,
-            description=spec.description,
-            display_name=spec.display_name,
-            quota_bytes=spec.quota or 0,
-            role=spec.role or "user",
-            workspace_id=spec.workspace_id,
-        )
-        s.add(p)
-        await s.flush()
-        await _claim_addresses(s, p, emails, primary=emails[0] if emails else None)
-        for h in hashes:
-            s.add(Credential(principal_id=p.id, secret_hash=h))
-        for m in dict.fromkeys(members):
-            await _check_member(s, m, tenant_id)
-            s.add(ListMember(list_id=p.id, member=m))
-        if p.type == "individual":
-            await mailboxes.ensure_defaults(s, p.id)
-        await s.flush()
+    try:
+        async with db.write() as s:
+            for addr in emails:  # foreign domains first (400), so a taken foreign name does not leak (409)
+                await _domain_for(s, addr, tenant_id, "emails")
+            if (await s.execute(select(Principal.id).where(Principal.name == name))).first():
+                raise AlreadyExists(f"principal {name} already exists", field="name", value=name)
+            p = Principal(
+                tenant_id=tenant_id,
+                type=spec.type,
+                name=name,
+                description=spec.description,
+                display_name=spec.display_name,
+                quota_bytes=spec.quota or 0,
+                role=spec.role or "user",
+                workspace_id=spec.workspace_id,
+            )
+            s.add(p)
+            await s.flush()
+            await _claim_addresses(s, p, emails, primary=emails[0] if emails else None)
+            for h in hashes:
+                s.add(Credential(principal_id=p.id, secret_hash=h))
+            for m in dict.fromkeys(members):
+                await _check_member(s, m, tenant_id)
+                s.add(ListMember(list_id=p.id, member=m))
+            if p.type == "individual":
+                await mailboxes.ensure_defaults(s, p.id)
+            await s.flush()
+    except IntegrityError:  # a concurrent create won the race (PostgreSQL; SQLite writers are serialised)
+        raise AlreadyExists(f"principal {name} or one of its addresses already exists", field="name",
+                            value=name) from None
     return p
 
 
@@ -269,11 +274,14 @@ async def update_principal(
     for i, c in enumerate(changes):
         if c.field == "secrets" and c.action in ("set", "addItem"):
             hashed[i] = await hash_secrets(_str_list(c.value, "secrets"), password_min_length)
-    async with db.write() as s:
-        p = await get_principal(s, name, tenant_id)
-        for i, c in enumerate(changes):
-            await _apply(s, p, c, hashed.get(i))
-        await s.flush()
+    try:
+        async with db.write() as s:
+            p = await get_principal(s, name, tenant_id)
+            for i, c in enumerate(changes):
+                await _apply(s, p, c, hashed.get(i))
+            await s.flush()
+    except IntegrityError:  # a concurrent change claimed the same address or name first
+        raise AlreadyExists("an address or name in this change is already in use", field="emails") from None
     return p
 
 

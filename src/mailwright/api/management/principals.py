@@ -37,7 +37,7 @@ from mailwright.api.management.common import (
     want_str_list,
 )
 from mailwright.directory import domains, principals
-from mailwright.directory.errors import NotFound
+from mailwright.directory.errors import DirectoryError, NotFound
 from mailwright.directory.principals import Change, PrincipalSpec
 from mailwright.storage.models import Domain, Principal
 
@@ -168,9 +168,7 @@ async def _find(request: Request, tenant: str, name: str) -> Principal | Domain:
         if "@" not in name:
             try:
                 return await domains.get_domain(s, name, tenant)
-            except NotFound:
-                pass
-            except Exception:  # noqa: BLE001 - an invalid domain name is simply not found here
+            except DirectoryError:  # not found, or not a valid domain name: simply not found here
                 pass
     raise NotFound(f"principal {name!r} not found", field="name", value=name)
 
