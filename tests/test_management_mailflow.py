@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import imaplib
+import poplib
 import smtplib
 import time
 from email.message import EmailMessage
@@ -73,8 +74,26 @@ def test_new_account_alias_and_multi_address_deliver(server: InProcessServer) ->
         send(server, ["sales@flow.test", "info@flow.test"], "alias and direct together")
         assert inbox_subjects(server, "info@flow.test", "InfoPassword1") == [
             "alias and direct together", "direct", "other domain", "second address", "via alias"]
-        # Any of its addresses logs in too.
+        # Any of its addresses logs in too, and so do the other protocols, at once.
         assert imap_login_ok(server, "hello@flow.test", "InfoPassword1")
+        pop = poplib.POP3("127.0.0.1", server.ports["pop3"], timeout=30)
+        try:
+            pop.user("info@flow.test")
+            assert pop.pass_("InfoPassword1").startswith(b"+OK")
+            assert pop.stat()[0] == 5
+        finally:
+            pop.quit()
+        with smtplib.SMTP("127.0.0.1", server.ports["submission"], timeout=30) as sub:
+            sub.ehlo("client.test")
+            if sub.has_extn("starttls"):
+                import ssl
+
+                ctx = ssl.create_default_context()
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+                sub.starttls(context=ctx)
+                sub.ehlo("client.test")
+            assert sub.login("info@flow.test", "InfoPassword1")[0] == 235
         # An address removed by PATCH stops receiving at once.
         r = api.patch("/api/principal/info@flow.test",
                       json=[{"action": "removeItem", "field": "emails", "value": "hello@flow.test"}])
