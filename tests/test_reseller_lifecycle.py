@@ -11,10 +11,12 @@ from __future__ import annotations
 import imaplib
 import re
 import time
+from typing import Any
 
 import httpx
 import pytest
 
+from mailwright.services import Services
 from tests.support.reseller import (
     assert_error,
     create_tenant,
@@ -58,6 +60,27 @@ def imap_login_refused(srv: InProcessServer, addr: str) -> bool:
         except imaplib.IMAP4.error:
             pass
     return False
+
+
+async def rows_of_tenant(svc: Services, tenant_id: str) -> dict[str, int]:
+    """Inspection only: what the database still holds for a tenant."""
+    from sqlalchemy import func, select
+
+    from mailwright.storage.models import ApiKey, Domain, Message, Principal, Webhook, Workspace
+
+    async with svc.db.read() as s:
+        def count(model: Any, *where: Any) -> Any:
+            return s.execute(select(func.count()).select_from(model).where(*where))
+
+        of_tenant = select(Principal.id).where(Principal.tenant_id == tenant_id)
+        return {
+            "domains": (await count(Domain, Domain.tenant_id == tenant_id)).scalar_one(),
+            "principals": (await count(Principal, Principal.tenant_id == tenant_id)).scalar_one(),
+            "messages": (await count(Message, Message.principal_id.in_(of_tenant))).scalar_one(),
+            "keys": (await count(ApiKey, ApiKey.tenant_id == tenant_id)).scalar_one(),
+            "webhooks": (await count(Webhook, Webhook.tenant_id == tenant_id)).scalar_one(),
+            "workspaces": (await count(Workspace, Workspace.tenant_id == tenant_id)).scalar_one(),
+        }
 
 
 def test_billing_life_of_a_customer(server: InProcessServer) -> None:
@@ -135,6 +158,11 @@ def test_billing_life_of_a_customer(server: InProcessServer) -> None:
                      422, "QUOTA_BELOW_USAGE")
 
         # Cancellation: terminate removes everything; retrying is a no-op.
+        r = httpx.post(server.base_url + "/v1/webhooks", headers={"Authorization": f"Bearer {token}"},
+                       json={"url": "https://hooks.customer-one.test/mail", "events": ["message.received"]})
+        assert r.status_code == 201, r.text
+        assert server.run(lambda svc: rows_of_tenant(svc, t["id"])) == {
+            "domains": 1, "principals": 1, "messages": 2, "keys": 1, "webhooks": 1, "workspaces": 1}
         blobs_before = sum(1 for p in (server.settings.blob_dir).rglob("*") if p.is_file())
         assert blobs_before >= 2
         r = rc.post(f"/api/user/tenants/{t['id']}/terminate")
@@ -146,6 +174,7 @@ def test_billing_life_of_a_customer(server: InProcessServer) -> None:
         assert_error(rc.post(f"/api/user/tenants/{t['id']}/suspend"), 404, "TENANT_NOT_FOUND")
 
         assert sum(1 for p in (server.settings.blob_dir).rglob("*") if p.is_file()) == blobs_before - 2
+        assert set(server.run(lambda svc: rows_of_tenant(svc, t["id"])).values()) == {0}
         code, text = smtp_send(server, addr, message(addr, "Invoice 3", "<m3@remote.test>"))
         # The domain is gone with the tenant: a permanent refusal (550 unknown, or 554 for a
         # domain we no longer host, as Postfix answers), never a 4xx that keeps senders retrying.

@@ -15,10 +15,11 @@ Decisions (the reseller document is silent on them; chosen as a hosting panel wo
   no-op reported as `changed=False`. Status is read from the database on every login, RCPT and
   API key use, so a change is effective at once in every process and node.
 - Termination deletes every domain, principal (mailboxes, addresses, credentials), message,
-  queued outbound message, key and workspace of the tenant in one transaction, garbage-collects
-  the blobs no longer referenced, and keeps the tenant row as a `terminated` tombstone (so its
-  username is never reused and the audit log still names it); its quota no longer counts
-  against the reseller's pool. Its addresses then answer 550 (unknown domain / relay denied).
+  queued outbound message, key, webhook, send counter and workspace of the tenant in one
+  transaction, garbage-collects the blobs no longer referenced, and keeps the tenant row as a
+  `terminated` tombstone (so its username is never reused and the audit log still names it);
+  its quota no longer counts against the reseller's pool. Its addresses are then no longer
+  ours: the MX refuses them permanently (554 5.7.1, the domain is gone — never a 4xx).
 - Every change publishes `account.changed` for each principal of the tenant (data: reason,
   tenant_id) so long-lived sessions (IMAP IDLE, JMAP push) can re-check and drop the session.
 """
@@ -43,7 +44,9 @@ from mailwright.storage.models import (
     Principal,
     QueuedMessage,
     QueuedRecipient,
+    SendCounter,
     Tenant,
+    Webhook,
     Workspace,
     utcnow,
 )
@@ -346,6 +349,8 @@ async def terminate(svc: Services, reseller_id: str, ident: str, actor: Actor | 
         await s.execute(delete(Message).where(Message.principal_id.in_(of_tenant)))
         await s.execute(delete(Mailbox).where(Mailbox.principal_id.in_(of_tenant)))
         await s.execute(delete(ApiKey).where(ApiKey.tenant_id == t.id))
+        await s.execute(delete(Webhook).where(Webhook.tenant_id == t.id))
+        await s.execute(delete(SendCounter).where(SendCounter.principal_id.in_(of_tenant)))
         await s.execute(delete(Principal).where(Principal.tenant_id == t.id))
         n_domains = len(list((await s.execute(select(Domain.id).where(Domain.tenant_id == t.id))).scalars()))
         await s.execute(delete(Domain).where(Domain.tenant_id == t.id))
