@@ -326,9 +326,12 @@ class _Rfc822:
 
     # ---- rfc822-parser primitives
     def skip_comment(self) -> int:
+        """At '('.  The text is kept in ``comment`` (reset first); a fold (LF) inside a comment
+        is dropped, and an unterminated comment keeps only the text before its last fold."""
         s, n = self.s, self.n
         level, i = 1, self.i + 1
         start, buf = i, []
+        self.comment = ""
         while i < n:
             c = s[i]
             if c == "(":
@@ -340,6 +343,10 @@ class _Rfc822:
                     self.comment = "".join(buf)
                     self.i = i + 1
                     return 1 if self.i < n else 0
+            elif c == "\n":
+                buf.append(s[start:i].removesuffix("\r"))
+                self.comment = "".join(buf)
+                start = i + 1
             elif c == "\\":
                 buf.append(s[start:i])
                 start = i + 1
@@ -668,17 +675,39 @@ class _AddrParser(_Rfc822):
         self.add()
 
     def local_part(self, buf: list[str]) -> int:
+        """quoted-string, or atext/dot runs (dots anywhere, CFWS allowed before a dot but not
+        after one; a trailing dot only right before '@' or at the end) -- Dovecot 2.3's
+        obs-local-part leniency, checked against it case by case."""
         del buf[:]
-        # obs-local-part: Dovecot 2.3 accepts dots anywhere (".com" -> mailbox ".com")
         c = self.s[self.i]
         if c == '"':
             ret = self.quoted_string(buf)
-        elif _atext(c) or c == ".":
-            ret = self.atom_or_dot(buf)
-        else:
+            if ret < 0:
+                return -1
+            self.mailbox = "".join(buf)
+            return ret
+        if not (_atext(c) or c == "."):
             return -1
-        if ret < 0:
-            return -1
+        while True:
+            j = _ATEXT_DOT_RUN.match(self.s, self.i).end()  # type: ignore[union-attr]
+            run = self.s[self.i : j]
+            buf.append(run)
+            self.i = j
+            if j >= self.n:
+                ret = 0
+                break
+            if run.endswith("."):
+                if self.s[j] != "@":
+                    return -1
+                ret = 1
+                break
+            ret = self.skip_lwsp()
+            if ret <= 0:
+                if ret < 0:
+                    return -1
+                break
+            if self.s[self.i] != ".":
+                break
         self.mailbox = "".join(buf)
         return ret
 
@@ -1151,7 +1180,7 @@ class _Parser:
                 full = f"{typ}/{sub}".lower() if sub is not None else typ.lower()
                 if full == "message/rfc822":
                     p.rfc822 = True
-                elif full.startswith("multipart/") and ok:
+                elif full.startswith("multipart/"):
                     p.multipart = True
                     for k, val in params:
                         if k.lower() == "boundary":
@@ -1184,7 +1213,8 @@ def _params_imap(params: list[tuple[str, str]], default_charset: bool) -> str:
     for k, v in params:
         if default_charset and k.lower() == "charset":
             seen = True
-        out.append(_nstring(k) + " " + _nstring(v))
+        # plain imap_append_string: a CR inside a parameter value is kept (as a literal)
+        out.append(quote_imap_string(k) + " " + quote_imap_string(v))
     if default_charset and not seen:
         out.append('"charset" "us-ascii"')
     return "(" + " ".join(out) + ")"
@@ -1252,6 +1282,10 @@ def _structures(p: _Part, data: bytes) -> tuple[str, str]:
     elif p.ctype is None:
         head = '"text" "plain"'
         text = True
+    elif p.ctype.lower() == "multipart":
+        # "multipart" that is not parsed as one (no subtype): Dovecot shows application/octet-stream
+        head = '"application" "octet-stream"'
+        text = False
     else:
         head = _nstring(p.ctype) + " " + _nstring(p.csub or "")
         text = p.ctype.lower() == "text"
