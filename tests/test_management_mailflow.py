@@ -123,6 +123,13 @@ def test_password_change_takes_effect_at_once(server: InProcessServer) -> None:
         assert r.status_code == 200
         assert not imap_login_ok(server, "ann@pw.test", "SecondPassword")
         assert imap_login_ok(server, "ann@pw.test", "AppPassword3")
+        # A pre-hashed Argon2id secret (a migration) is stored as given and works.
+        from argon2 import PasswordHasher
+
+        r = api.patch("/api/principal/ann@pw.test", json=[{"action": "addItem", "field": "secrets",
+                                                           "value": PasswordHasher().hash("Migrated-Pass")}])
+        assert r.status_code == 200
+        assert imap_login_ok(server, "ann@pw.test", "Migrated-Pass")
         r = api.patch("/api/principal/ann@pw.test", json={"secrets": ["short"]})
         assert r.status_code == 400 and "at least 8" in r.json()["details"]
         assert imap_login_ok(server, "ann@pw.test", "AppPassword3")

@@ -3,7 +3,8 @@
 Rules enforced here, once, for every dialect: an address belongs to one principal platform-wide;
 an address must be in a domain of the principal's own tenant; passwords meet the policy and are
 stored only as Argon2id hashes (hashed before the write transaction opens, so the SQLite writer
-lock is never held for a hash).
+lock is never held for a hash). A secret that already is an Argon2id PHC string is stored as
+given, as Stalwart does, so accounts can be migrated without knowing their passwords.
 
 List members (Stalwart/Mailbux semantics): a member in a domain this platform hosts must be an
 existing address of the list's own tenant (it makes the list an alias); a member anywhere else
@@ -24,6 +25,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from argon2 import extract_parameters
+from argon2.exceptions import InvalidHashError
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -66,9 +69,26 @@ def check_password_policy(password: object, min_length: int) -> str:
     return password
 
 
+def is_argon2id_hash(secret: object) -> bool:
+    """A complete Argon2id PHC string: stored as given (migrations from Stalwart and other
+    servers hand over hashes, never passwords); the policy cannot apply to an unknown password."""
+    if not isinstance(secret, str) or not secret.startswith("$argon2id$"):
+        return False
+    try:
+        extract_parameters(secret)
+    except InvalidHashError:
+        return False
+    return True
+
+
 async def hash_secrets(secrets: Iterable[object], min_length: int) -> list[str]:
-    checked = [check_password_policy(p, min_length) for p in secrets]
-    return [await passwords.hash_password(p) for p in checked]
+    out: list[str] = []
+    for p in list(secrets):
+        if is_argon2id_hash(p):
+            out.append(str(p))
+        else:
+            out.append(check_password_policy(p, min_length))
+    return [p if is_argon2id_hash(p) else await passwords.hash_password(p) for p in out]
 
 
 async def _domain_for(session: AsyncSession, address: str, tenant_id: str | None, field: str) -> Domain:
