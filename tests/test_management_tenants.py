@@ -122,6 +122,8 @@ def test_rate_limit_per_key(tmp_path: Path, database_url: str) -> None:
             assert 1 <= int(r.headers["Retry-After"]) <= 60
         with client(srv, k2) as api:
             assert api.get("/api/principal").status_code == 200  # another key has its own budget
+        with srv.api() as admin:  # the platform operator's key is not limited
+            assert {admin.get("/api/principal").status_code for _ in range(8)} == {200}
         # Callers without a valid key are limited per IP, so key guessing is throttled too.
         bad = httpx.Client(base_url=srv.base_url, headers={"Authorization": "Bearer tk_guess"})
         codes = [bad.get("/api/principal").status_code for _ in range(6)]

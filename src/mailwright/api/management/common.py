@@ -14,6 +14,8 @@ Decisions (where the Mailbux guide is silent, following Stalwart):
   tenant has answers 409 `fieldAlreadyExists`, as Stalwart does.
 * **Rate limit**: `api_rate_per_minute` per key (per client IP for requests without a valid key,
   so guessing keys is throttled too): 429 `{"error": "tooManyRequests"}` with `Retry-After`.
+  The platform operator's key is exempt (bulk provisioning and migrations run with it; it is
+  the operator's own server).
 * **Errors** are `{"error": code, "details": text, "field"?: name, "value"?: value}` with codes
   `fieldAlreadyExists` 409, `fieldMissing` 400, `notFound` 404, `forbidden` 403, `unsupported`
   400 (unknown field or type), `invalid` 400 (a value of the wrong type or form: bad domain name,
@@ -95,7 +97,7 @@ async def tenant_scope(request: Request) -> str:
     """The tenant id this request acts on (a FastAPI dependency); refusals become 401/403/404/429."""
     ctx = await key_context(request)
     bucket = f"key:{ctx.key_id or ctx.prefix}" if ctx is not None else f"ip:{client_ip(request)}"
-    wait = ratelimit.check(request, bucket)
+    wait = None if ctx is not None and ctx.is_platform else ratelimit.check(request, bucket)
     if wait is not None:
         raise _refuse(429, "tooManyRequests", f"rate limit exceeded, retry in {int(wait)} s",
                       headers={"Retry-After": str(int(wait))})
