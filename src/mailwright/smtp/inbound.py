@@ -33,7 +33,7 @@ from mailwright.directory import routing
 from mailwright.directory.errors import Invalid
 from mailwright.directory.names import normalize_address
 from mailwright.mailauth import AuthResult, Resolver, check_inbound, strip_forged_results
-from mailwright.mailstore import messages, quota
+from mailwright.mailstore import groupcommit, messages, quota
 from mailwright.services import Services
 from mailwright.smtp.limits import SmtpLimits
 from mailwright.smtp.protocol import MailwrightSMTP, tls_description
@@ -152,7 +152,7 @@ class InboundHandler:
         try:
             await self._forward(stored_raw, mail_from, [routes[r] for r in rcpts if r in routes])
             if targets:
-                await messages.deliver(self.svc, stored_raw, targets, mail_from=mail_from or None)
+                await groupcommit.deliver(self.svc, stored_raw, targets, mail_from=mail_from or None)
         except Exception:
             log.exception("delivery failed")
             return "451 4.3.0 Temporary failure storing the message, try again later"

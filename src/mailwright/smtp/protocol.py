@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import re
+import socket
 import ssl
 from typing import Any
 
@@ -139,6 +141,10 @@ class MailwrightSMTP(SMTP):
         return None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        sock = transport.get_extra_info("socket")
+        if sock is not None and self._original_transport is None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # replies are small
         super().connection_made(transport)
         if self.offer_auth and self._plaintext_loopback and not self.tls_active and _is_loopback(self.client_ip):
             # Local development / benchmarks: AUTH without TLS from 127.0.0.1/::1 only.
@@ -151,7 +157,7 @@ class MailwrightSMTP(SMTP):
 
     async def push(self, status: str | bytes) -> None:
         if isinstance(status, str) and status[:1] in "245" and status[3:4] in (" ", "-"):
-            final = status[3:4] == " "
+            final = status[3:4] == " " or "\r\n" in status  # a whole multi-line reply in one string
             if self._enhanced and not self._raw_replies:
                 status = add_enhanced_code(status)
             if final and self._greeted:
@@ -205,11 +211,10 @@ class MailwrightSMTP(SMTP):
         ehlo_hook = getattr(self.event_handler, "extra_ehlo_keywords", None)
         if ehlo_hook is not None:
             lines.extend(ehlo_hook(self))
+        # One write for the whole reply: line-by-line writes meet Nagle + delayed ACK (40 ms).
         self._raw_replies = True
         try:
-            for line in lines[:-1]:
-                await self.push("250-" + line)
-            await self.push("250 " + lines[-1])
+            await self.push("\r\n".join(["250-" + ln for ln in lines[:-1]] + ["250 " + lines[-1]]))
         finally:
             self._raw_replies = False
         self._enhanced = True

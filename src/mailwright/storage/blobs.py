@@ -30,10 +30,11 @@ class BlobStore:
 
     async def put(self, data: bytes) -> str:
         digest = self.digest(data)
-        if len(data) < 256 * 1024:
-            self._put_sync(digest, data)  # small writes: a thread hop costs more than the write
-        else:
-            await asyncio.to_thread(self._put_sync, digest, data)
+        if self.path(digest).exists():  # already stored (and fsynced) by an earlier put
+            return digest
+        # Always in a thread: the write is cheap but its two fsyncs are not (0.2 ms on a fast
+        # virtio disk, 8+ ms on a busy one) and must not stall every connection of the loop.
+        await asyncio.to_thread(self._put_sync, digest, data)
         return digest
 
     def _put_sync(self, digest: str, data: bytes) -> None:
