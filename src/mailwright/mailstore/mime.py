@@ -944,7 +944,6 @@ class _Part:
         "ctype",
         "csub",
         "params",
-        "ct_ok",
         "multipart",
         "rfc822",
         "children",
@@ -969,7 +968,6 @@ class _Part:
         self.ctype: str | None = None
         self.csub: str | None = None
         self.params: list[tuple[str, str]] = []
-        self.ct_ok = False
         self.multipart = False
         self.rfc822 = False
         self.children: list[_Part] = []
@@ -1175,8 +1173,8 @@ class _Parser:
                 continue
             seen.add(name)
             if name == "content-type":
-                typ, sub, params, ok = _content_type(v)
-                p.ctype, p.csub, p.params, p.ct_ok = typ, sub if sub is not None else "", params, ok
+                typ, sub, params, _ok = _content_type(v)
+                p.ctype, p.csub, p.params = typ, sub if sub is not None else "", params
                 full = f"{typ}/{sub}".lower() if sub is not None else typ.lower()
                 if full == "message/rfc822":
                     p.rfc822 = True
