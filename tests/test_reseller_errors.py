@@ -4,11 +4,13 @@ resellers cannot see or touch each other's tenants; keys, branding, the admin AP
 from __future__ import annotations
 
 import imaplib
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support.reseller import (
     assert_error,
@@ -18,7 +20,7 @@ from tests.support.reseller import (
     reseller_client,
     tenant_login,
 )
-from tests.support.server import InProcessServer
+from tests.support.server import InProcessServer, ServeProcess
 
 
 def test_document_error_codes(server: InProcessServer) -> None:
@@ -173,30 +175,38 @@ def test_reseller_keys_branding_and_suspension(server: InProcessServer) -> None:
             assert a in actions, a
 
 
-def cli(server: InProcessServer, *args: str) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "mailwright", *args, "--data-dir", str(server.settings.data_dir),
-           "--database-url", server.settings.effective_database_url]
+def cli(data_dir: Path, database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "mailwright", *args, "--data-dir", str(data_dir), "--database-url", database_url]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=Path(__file__).parent.parent)
 
 
-def test_cli_reseller_create_list_key(server: InProcessServer) -> None:
-    p = cli(server, "reseller", "create", "cli-hosting", "--plan", "paid", "--pool-gb", "5", "--max-tenants", "1")
-    assert p.returncode == 0, p.stderr
-    key = p.stdout.strip().splitlines()[-1]
-    assert key.startswith("rk_") and " " not in key
-    with reseller_client(server, key) as rc:
-        create_tenant(rc, 5)
-        assert_error(rc.post("/api/user/tenants", json={"quota_gb": 1}), 422, "TENANT_LIMIT")
-    p = cli(server, "reseller", "key", "create", "cli-hosting")
-    assert p.returncode == 0, p.stderr
-    key2 = p.stdout.strip().splitlines()[-1]
-    assert key2.startswith("rk_") and key2 != key
-    with reseller_client(server, key2) as rc:
-        assert len(rc.get("/api/user/tenants").json()["data"]) == 1
-    p = cli(server, "reseller", "list")
-    assert p.returncode == 0 and "cli-hosting" in p.stdout and "tenants=1/1" in p.stdout
-    p = cli(server, "reseller", "create", "cli-hosting")
-    assert p.returncode == 1 and "already exists" in p.stderr and "Traceback" not in p.stderr
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # CLI code is the same on both; it is slow
+def test_cli_reseller_create_list_key_against_running_serve(tmp_path: Path, database_url: str) -> None:
+    """The CLI on the data of a running `serve`; the key it prints works over HTTP at once."""
+    data = tmp_path / "data"
+    proc = ServeProcess(data, database_url).start()
+    try:
+        base = f"http://127.0.0.1:{proc.ports['http']}"
+        p = cli(data, database_url, "reseller", "create", "cli-hosting", "--plan", "paid", "--pool-gb", "5",
+                "--max-tenants", "1")
+        assert p.returncode == 0, p.stderr
+        key = p.stdout.strip().splitlines()[-1]
+        assert key.startswith("rk_") and " " not in key
+        with httpx.Client(base_url=base, headers={"X-Api-Key": key}, timeout=30) as rc:
+            create_tenant(rc, 5)
+            assert_error(rc.post("/api/user/tenants", json={"quota_gb": 1}), 422, "TENANT_LIMIT")
+        p = cli(data, database_url, "reseller", "key", "create", "cli-hosting")
+        assert p.returncode == 0, p.stderr
+        key2 = p.stdout.strip().splitlines()[-1]
+        assert key2.startswith("rk_") and key2 != key
+        with httpx.Client(base_url=base, headers={"X-Api-Key": key2}, timeout=30) as rc:
+            assert len(rc.get("/api/user/tenants").json()["data"]) == 1
+        p = cli(data, database_url, "reseller", "list")
+        assert p.returncode == 0 and "cli-hosting" in p.stdout and "tenants=1/1" in p.stdout
+        p = cli(data, database_url, "reseller", "create", "cli-hosting")
+        assert p.returncode == 1 and "already exists" in p.stderr and "Traceback" not in p.stderr
+    finally:
+        proc.kill(signal.SIGTERM)
 
 
 def test_parallel_creations_respect_limit_and_pool(server: InProcessServer) -> None:
