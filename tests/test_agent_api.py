@@ -387,6 +387,15 @@ def test_drafts(server: InProcessServer) -> None:
         assert [x["id"] for x in api.get(f"/v1/inboxes/{a['id']}/drafts").json()["drafts"]] == [d["id"]]
         assert api.get(f"/v1/inboxes/{a['id']}/drafts/{d['id']}").json()["to"] == [b["email"]]
         # The draft is visible to IMAP clients in Drafts (one version, not two).
+        imap = imaplib.IMAP4("127.0.0.1", server.ports["imap"], timeout=30)
+        try:
+            assert imap.login(a["canonicalEmail"], a["imapPassword"])[0] == "OK"
+            typ, data = imap.select("Drafts", readonly=True)
+            assert typ == "OK" and data[0] == b"1"
+            typ, data = imap.fetch("1", "(FLAGS BODY.PEEK[TEXT])")
+            assert b"\\Draft" in data[0][0] and b"Yes, ready." in data[0][1]  # type: ignore[index]
+        finally:
+            imap.logout()
         r = api.post(f"/v1/inboxes/{a['id']}/drafts/{d['id']}/send")
         assert r.status_code == 200, r.text
         s = r.json()

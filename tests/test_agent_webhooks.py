@@ -120,7 +120,7 @@ def test_webhook_sent_and_bounced_and_tenant_scope(fast_server: InProcessServer)
 
 
 def test_pending_deliveries_survive_restart(tmp_path: Path, database_url: str) -> None:
-    srv = InProcessServer(tmp_path / "data", database_url, webhook_retry_base_seconds=1.0).start()
+    srv = InProcessServer(tmp_path / "data", database_url, webhook_retry_base_seconds=3.0).start()
     with webhook_receiver(statuses=[500]) as rec:
         try:
             t = make_tenant(srv, "durable")
@@ -128,7 +128,13 @@ def test_pending_deliveries_survive_restart(tmp_path: Path, database_url: str) -
             with client(srv, t["apiKey"]) as api:
                 hook = api.post("/v1/webhooks", json={"url": rec.url, "events": ["message.received"]}).json()
                 api.post(f"/v1/inboxes/{a['id']}/send", json={"to": a["email"], "plainBody": "x"})
-            wait_for(lambda: len(rec.received) >= 1)  # first attempt failed; a retry is pending
+                # First attempt failed and is recorded; a retry is pending in the database.
+                # (A node killed *during* an attempt leaves the row locked for LOCK_SECONDS; then
+                # another node takes it over.)
+                def first_attempt_logged() -> bool:
+                    log = api.get(f"/v1/webhooks/{hook['id']}/deliveries").json()["deliveries"]
+                    return bool(log) and log[0]["attempts"] == 1
+                wait_for(first_attempt_logged)
         finally:
             srv.stop()
         assert len(rec.received) == 1

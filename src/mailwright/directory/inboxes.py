@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailwright.directory import apikeys, domains, passwords
 from mailwright.directory.apikeys import KeyContext
-from mailwright.directory.errors import DirectoryError, Invalid, LimitReached, NotFound
+from mailwright.directory.errors import AlreadyExists, DirectoryError, Invalid, LimitReached, NotFound
 from mailwright.directory.names import normalize_domain
 from mailwright.directory.workspaces import ensure_default_workspace, get_workspace
 from mailwright.services import Services
@@ -122,14 +122,15 @@ async def create_inbox(
     """See the module docstring. `only_workspace`: the caller is a workspace key.
 
     Two concurrent creates of one name on PostgreSQL: the loser's commit fails on the unique
-    address; it runs again and then finds the winner's inbox (idempotent) or falls back."""
-    for attempt in range(3):
+    address (or finds the default domain made meanwhile); it runs again and then finds the
+    winner's inbox (idempotent) or falls back."""
+    for attempt in range(5):
         try:
             return await _create_inbox(svc, tenant_id, username=username, domain=domain,
                                        display_name=display_name, workspace_id=workspace_id, strict=strict,
                                        only_workspace=only_workspace, created_by=created_by)
-        except IntegrityError:
-            if attempt == 2:
+        except (IntegrityError, AlreadyExists):  # AlreadyExists: the default domain, made concurrently
+            if attempt == 4:
                 raise
     raise AssertionError("unreachable")
 

@@ -62,7 +62,7 @@ SIGNATURE_HEADER = "X-Mailwright-Signature"
 EVENT_ID_HEADER = "X-Mailwright-Event-Id"
 EVENT_TYPE_HEADER = "X-Mailwright-Event-Type"
 ATTEMPT_TIMEOUT = 10.0
-LOCK_SECONDS = 60
+LOCK_SECONDS = 30  # > one attempt (10 s timeout + the write); a crashed node's claims expire
 LOG_DAYS = 30
 
 

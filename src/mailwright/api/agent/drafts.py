@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from mailwright.api.agent.common import ApiError, handle, idempotent, inbox_for, iso, json_object, require_key
-from mailwright.api.agent.messages import draft_from, parent_message, send_as
+from mailwright.api.agent.messages import draft_from, parent_message, send_as, with_retry_after
 from mailwright.api.auth import services
 from mailwright.mailstore import api_views, outgoing
 from mailwright.mailstore.api_views import MessageView
@@ -171,4 +171,4 @@ async def send_draft(inbox_id: str, draft_id: str, request: Request) -> Response
             raise
         return JSONResponse({**out, "draftId": draft_id})
 
-    return await idempotent(request, go)
+    return await with_retry_after(await idempotent(request, go))

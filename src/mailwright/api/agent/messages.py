@@ -271,10 +271,10 @@ async def send(inbox_id: str, request: Request) -> Response:
         parent = await parent_message(services(request), inbox, body)
         return JSONResponse(await send_as(request, ctx, inbox, d, parent))
 
-    return await _with_retry_after(await idempotent(request, go))
+    return await with_retry_after(await idempotent(request, go))
 
 
-async def _with_retry_after(resp: Response) -> Response:
+async def with_retry_after(resp: Response) -> Response:
     """A 429 body carries retryAfter; mirror it in the Retry-After header."""
     if resp.status_code == 429 and "retry-after" not in resp.headers:
         import json
