@@ -119,7 +119,7 @@ class PostfixDovecot:
     def _run(self, cmd: str) -> str:
         out = subprocess.run(["bash", str(PF_SCRIPT), cmd, str(self.dir)], capture_output=True, text=True, timeout=600)
         if out.returncode != 0:
-            raise RuntimeError(f"postfix_dovecot.sh {cmd} failed: {out.stderr[-2000:]}")
+            raise RuntimeError(f"postfix_dovecot.sh {cmd} failed: {out.stdout[-2000:]} {out.stderr[-2000:]}")
         return out.stdout
 
     def start(self) -> None:
@@ -184,6 +184,7 @@ def main() -> None:
     sizes = [int(x) for x in a.sizes.split(",")]
     concs = [int(x) for x in a.conc.split(",")]
     base = a.base or Path(tempfile.mkdtemp(prefix="mw-smtp-bench-"))
+    base.chmod(0o755)  # Postfix and Dovecot run as other users and need to reach their dirs
     results: list[dict[str, Any]] = []
     targets: list[tuple[str, Any, int]] = []
     mw = pf = None
