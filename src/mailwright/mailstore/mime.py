@@ -1004,28 +1004,32 @@ class _Parser:
         self.data = data
         self.n = len(data)
         self.total = 0
+        self.rx_cache: dict[tuple[bytes, ...], tuple[re.Pattern[bytes], dict[bytes, int], list[bytes]]] = {}
 
     def next_boundary(self, pos: int, bounds: list[bytes]) -> tuple[int, int]:
         """First line at/after line-start ``pos`` starting with an active ``--boundary``:
-        (line offset, index into bounds) or (len, -1)."""
+        (line offset, index into bounds) or (len, -1).  Longest match wins; on a tie (the same
+        boundary nested) the innermost (Dovecot).  One C-level regex search per call, so a body
+        full of "--" lines costs no Python loop per line."""
         if not bounds:
             return self.n, -1
+        key = tuple(bounds)
+        cached = self.rx_cache.get(key)
+        if cached is None:
+            alts = sorted(set(bounds), key=len, reverse=True)
+            rx = re.compile(b"\n--(?:" + b"|".join(re.escape(b[2:]) for b in alts) + b")")
+            index = {b: max(k for k, x in enumerate(bounds) if x == b) for b in alts}
+            cached = self.rx_cache[key] = (rx, index, alts)
+        rx, index, alts = cached
         data = self.data
-        line = pos
-        while True:
-            if data.startswith(b"--", line):
-                # innermost first; a longer match wins, an equal one does not (Dovecot)
-                best, blen = -1, -1
-                for k in range(len(bounds) - 1, -1, -1):
-                    b = bounds[k]
-                    if len(b) > blen and data.startswith(b, line):
-                        best, blen = k, len(b)
-                if best >= 0:
-                    return line, best
-            j = data.find(b"\n--", line)
-            if j < 0:
-                return self.n, -1
-            line = j + 1
+        if data.startswith(b"--", pos):
+            for b in alts:
+                if data.startswith(b, pos):
+                    return pos, index[b]
+        m = rx.search(data, pos)
+        if m is None:
+            return self.n, -1
+        return m.start() + 1, index[m.group(0)[1:]]
 
     def entity(
         self, start: int, bounds: list[bytes], digest_child: bool, depth: int, in_multipart: bool = False
