@@ -59,9 +59,9 @@ Known deviations from Dovecot 2.3.19 (all deliberate or untestable):
 * ``fetch_binary`` decodes corrupt base64/quoted-printable leniently where Dovecot answers
   ``NO [PARSE]``; BINARY.SIZE should be ``len(fetch_binary())`` (Dovecot's own BINARY.SIZE of a
   base64 message/rfc822 part disagrees with its BINARY[]).
-* NUL in header values: Dovecot's C strings cut there; we keep the text (NUL in BODY[] is sent as
-  0x80, as Dovecot does).  Dovecot's BODY can differ from a fresh parse when it is derived from a
-  cached BODYSTRUCTURE in the same session; we always answer the fresh-parse form.
+* Dovecot's BODY can differ from a fresh parse when it is derived from a cached BODYSTRUCTURE in
+  the same session (seen with broken Content-Type parameters); we always answer the fresh-parse
+  form.  (NUL is emulated: U+FFFD in ENVELOPE/BODYSTRUCTURE strings, 0x80 in BODY[].)
 
 Nothing in here raises on any input: ``parse_message`` falls back to a minimal structure if a bug
 is ever hit, because a delivery must never fail on a weird message.
@@ -171,13 +171,14 @@ def _nstring(s: str | None) -> str:
     if "\r" in s or "\n" in s:
         # folds ("\n") are dropped; a bare CR inside a value comes out as a space (Dovecot)
         s = s.replace("\r", " ").replace("\n", "")
+    if "\x00" in s:
+        s = s.replace("\x00", "\ufffd")  # Dovecot sends NUL in header values as U+FFFD
     if s.isascii():
-        if "\x00" not in s:
-            esc = s.count('"') + s.count("\\")
-            if esc == 0:
-                return '"' + s + '"'
-            if esc <= 4:
-                return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        esc = s.count('"') + s.count("\\")
+        if esc == 0:
+            return '"' + s + '"'
+        if esc <= 4:
+            return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return _literal(_wire(s))
 
 
@@ -192,7 +193,7 @@ def _human(s: str | None) -> str:
         return "NIL"
     if not _HUMAN_SPECIAL.search(s):
         return '"' + s + '"'
-    b = _HUMAN_WS.sub(b" ", _wire(s).replace(b"\x00", b"\x80")).strip(b" ")
+    b = _HUMAN_WS.sub(b" ", _wire(s).replace(b"\x00", "\ufffd".encode())).strip(b" ")
     if not b:
         return '""'
     return _literal(b)
@@ -200,13 +201,15 @@ def _human(s: str | None) -> str:
 
 def quote_imap_string(s: str | bytes | None) -> str:
     """IMAP string as Dovecot writes it: ``"..."`` with ``\\`` escapes when safe, else a literal
-    ``{n}\\r\\n...`` (CR, LF, NUL, 8-bit, or more than 4 escapes); ``NIL`` for None.  For ``str``
+    ``{n}\\r\\n...`` (CR, LF, 8-bit, or more than 4 escapes); NUL becomes U+FFFD; ``NIL`` for None.  For ``str``
     with surrogate escapes the literal carries the original bytes."""
     if s is None:
         return "NIL"
     if isinstance(s, bytes):
         s = _s(s)
-    if s.isascii() and "\r" not in s and "\n" not in s and "\x00" not in s:
+    if "\x00" in s:
+        s = s.replace("\x00", "\ufffd")  # as Dovecot does for header-derived strings
+    if s.isascii() and "\r" not in s and "\n" not in s:
         esc = s.count('"') + s.count("\\")
         if esc == 0:
             return '"' + s + '"'
