@@ -309,6 +309,9 @@ async def audit_log(request: Request) -> JSONResponse:
 
 
 @router.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
-async def unknown_endpoint(rest: str) -> JSONResponse:
-    """Anything else under /api/user: the dialect's 404, not the framework's."""
+async def unknown_endpoint(rest: str, request: Request) -> JSONResponse:
+    """Anything else under /api/user: the dialect's 401/404, not the framework's."""
+    who = await caller(request, "reseller")
+    if isinstance(who, JSONResponse):
+        return who
     return fail(404, "NOT_FOUND", f"no such endpoint: /api/user/{rest[:100]}")
