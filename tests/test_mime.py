@@ -636,18 +636,19 @@ def _ten_kib_multipart() -> bytes:
 
 
 def test_speed() -> None:
-    """parse_message on a ~10 KiB multipart (5 parts, text+html+attachment).
+    """parse_message on a ~10 KiB multipart (5 parts: text + html + base64 attachment).
 
-    Measured on the dev box (2 vCPU, Python 3.11, shared with other jobs): best of 5 x 200 runs
-    ~0.5-0.6 ms per message; fetch_section(raw, "1") ~0.2 ms; a 36 KB header ~0.8 ms.
-    The assertion is loose so a loaded CI machine does not flake."""
+    Measured on the dev box (2 vCPU, Python 3.11, CPU time, best of 5 x 200 runs):
+    ~0.45 ms per message (fetch_section(raw, "1") ~0.2 ms; 36 KB of headers ~0.8 ms;
+    a 32 MB base64 attachment ~0.1 s; 10 MB of "--" lines under 90 nested boundaries ~0.2 s).
+    CPU time, not wall time, so a loaded CI box does not make it flaky; the bound is loose."""
     raw = _ten_kib_multipart()
     assert 9000 < len(raw) < 11000
     best = float("inf")
     for _ in range(5):
-        t = time.perf_counter()
+        t = time.process_time()
         for _ in range(200):
             parse_message(raw)
-        best = min(best, (time.perf_counter() - t) / 200)
-    print(f"parse_message 10 KiB multipart: {best * 1e6:.0f} us")
+        best = min(best, (time.process_time() - t) / 200)
+    print(f"parse_message 10 KiB multipart: {best * 1e6:.0f} us (CPU)")
     assert best < 0.005

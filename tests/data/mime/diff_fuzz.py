@@ -131,7 +131,7 @@ for k in range(n):
             i = min(pos, j)
             j = max(pos, j)
             raw[pos:pos] = raw[i:j][:200]
-    raw = bytes(raw).replace(b"\x00", b"")  # NULs: known deviation area
+    raw = bytes(raw)
     pathlib.Path("/tmp/mw-fuzz").mkdir(exist_ok=True)
     f = pathlib.Path(f"/tmp/mw-fuzz/{'s' if STRUCT else 'm'}{seed}_{k}.eml")
     f.write_bytes(raw)
