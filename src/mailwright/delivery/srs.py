@@ -21,11 +21,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
-import secrets
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from mailwright.storage.keyfile import load_or_create_key
 
 if TYPE_CHECKING:
     from mailwright.services import Services
@@ -130,31 +130,7 @@ def srs_secret(svc: Services) -> bytes:
     if cached is not None:
         return cached
     path = Path(svc.settings.data_dir) / "srs.key"
-    key = _load_or_create(path)
+    key = load_or_create_key(path)
     setattr(svc, "_mw_srs_secret", key)  # noqa: B010 - a per-Services cache, not a field
     return key
 
-
-def _load_or_create(path: Path) -> bytes:
-    try:
-        data = path.read_bytes().strip()
-        if data:
-            return data
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = base64.b64encode(secrets.token_bytes(32))
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, path)  # first writer wins when several workers start at once
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path.read_bytes().strip()
