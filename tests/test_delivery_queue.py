@@ -68,7 +68,7 @@ def send(srv: InProcessServer, rcpts: list[str], subject: str = "hello", sender:
 def entries(srv: InProcessServer) -> list[queue.QueueEntry]:
     async def go(svc: Services) -> list[queue.QueueEntry]:
         async with svc.db.read() as s:
-            return (await queue.list_messages(s))[0]
+            return (await queue.list_messages(s, limit=1000))[0]
 
     return srv.run(go)
 
@@ -180,6 +180,7 @@ def test_connection_refused_then_delivered_and_one_connection_reused(mw: InProce
     route_to(mw, "remote.test", peer.port)
     assert mw.svc is not None
     mw.svc.settings.queue_retry_base_seconds = 60  # no natural retry races the flush below
+    mw.svc.settings.queue_retry_max_seconds = 60
     peer.script.mail_reply = "451 4.3.0 not now"
     for i in range(6):
         send(mw, [f"u{i}@remote.test"], subject=f"m{i}")
@@ -330,3 +331,50 @@ def test_queue_cli(mw: InProcessServer, peer: SmtpPeer, tmp_path: Path) -> None:
     assert cli("retry", str(res.queue_id)).returncode == 0
     assert cli("delete", str(res.queue_id)).returncode == 0
     assert entries(mw) == []
+
+
+def test_two_nodes_share_the_queue_exactly_once(mw: InProcessServer, peer: SmtpPeer,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two runners on one database (PostgreSQL: SKIP LOCKED; SQLite: the writer lock) split the
+    queue between them and deliver every recipient once."""
+    from mailwright.delivery import outbound
+
+    monkeypatch.setattr(outbound, "BATCH", 10)  # small claims, so both runners get work
+    other = InProcessServer(mw.settings.data_dir, mw.settings.database_url, **FAST)
+    other.settings.hostname = "node2.test"
+    other.start()
+    try:
+        assert mw.svc is not None and other.svc is not None
+        for node in (mw, other):
+            assert node.svc is not None
+            node.svc.settings.queue_retry_base_seconds = 60
+            node.svc.settings.queue_retry_max_seconds = 60
+            route_to(node, "remote.test", peer.port)
+        peer.script.mail_reply = "451 4.3.0 later"
+        n = 120
+
+        async def load(svc: Services) -> None:
+            for i in range(n):
+                await queue.enqueue(svc, f"From: a@a.test\r\nSubject: {i}\r\n\r\nx\r\n".encode(), "alice@a.test",
+                                    [f"r{i}@remote.test"], tenant_id=None, principal_id=None)
+
+        mw.run(load)
+        wait(lambda: all(e.recipients[0].attempts >= 1 for e in entries(mw)) and len(entries(mw)) == n,
+             timeout=60, what="every message tried once")
+        peer.script.mail_reply = None
+        t0 = time.monotonic()
+
+        async def flush(svc: Services) -> int:
+            return await queue.flush(svc)
+
+        mw.run(flush)
+        got = peer.wait_for(lambda r: len(r) >= n, timeout=60)
+        elapsed = time.monotonic() - t0
+        wait(lambda: not entries(mw), what="an empty queue")
+        rcpts = [g.rcpts[0] for g in got]
+        assert sorted(rcpts) == sorted(f"r{i}@remote.test" for i in range(n)), "lost or duplicated"
+        helos = {g.helo for g in got}
+        assert helos == {"mx.test.local", "node2.test"}, helos  # both runners delivered
+        print(f"\n{n} queued messages delivered by two runners in {elapsed:.2f} s ({n / elapsed:.0f}/s)")
+    finally:
+        other.stop()

@@ -29,6 +29,7 @@ class Received:
     data: bytes
     tls: bool
     connection: int
+    helo: str = ""
 
 
 @dataclass
@@ -66,7 +67,7 @@ class _Handler:
         conn = getattr(session, "mw_conn", 0)
         with self.peer.lock:
             self.peer.received.append(Received(envelope.mail_from or "", list(envelope.rcpt_tos), data,
-                                               session.ssl is not None, conn))
+                                               session.ssl is not None, conn, session.host_name or ""))
         return "250 2.0.0 OK: accepted"
 
 
