@@ -39,6 +39,7 @@ Normalisation (each rule is an RFC freedom, see docs/imap-differences.md):
 from __future__ import annotations
 
 import base64
+import contextlib
 import re
 import socket
 import time
@@ -362,6 +363,10 @@ class Connection:
         if not chunk:
             self.closed = True
             return False
+        # Acknowledge at once: a server whose socket keeps Nagle on would otherwise wait for our
+        # delayed ACK (40 ms) before sending the answer to a second pipelined command.
+        with contextlib.suppress(OSError, AttributeError):
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
         self.buf += chunk
         return True
 
