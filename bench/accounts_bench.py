@@ -11,6 +11,12 @@ parameters (``argon2_time_cost``, ``argon2_memory_kib``, ``argon2_parallelism``)
 one thread and on as many threads as there are cores. Creating an account hashes its password
 once, so the hash rate is the ceiling; the difference is the API + database cost.
 
+Wall-clock rates depend on what else the machine is doing, so the benchmark also reports CPU
+time, which does not: the server process's CPU milliseconds per account (from /proc, Linux)
+next to the CPU milliseconds of one Argon2id hash. Their difference is what the API, the
+database and the client-side work of the server cost per account. The load average at the
+start and end is printed too.
+
     python3 bench/accounts_bench.py                  # N=1000, concurrency 1 and 8
     python3 bench/accounts_bench.py -n 200 --conc 4  # quick
 """
@@ -66,6 +72,22 @@ def start_server(data_dir: Path, database_url: str | None, token: str) -> tuple[
             time.sleep(0.2)
     proc.kill()
     raise SystemExit("serve did not come up")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process and its waited-for children (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(f) for f in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def hash_cpu_ms(settings: Settings, count: int = 20) -> float:
+    hasher = PasswordHasher(time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_kib,
+                            parallelism=settings.argon2_parallelism)
+    t0 = time.thread_time()
+    for _ in range(count):
+        hasher.hash("password-000000-x")
+    return (time.thread_time() - t0) * 1000 / count
 
 
 def create_accounts(base: str, token: str, domain: str, prefix: str, n: int, conc: int) -> float:
@@ -128,14 +150,19 @@ def main() -> None:
             r = httpx.post(base + "/api/principal", headers={"Authorization": f"Bearer {token}"},
                            json={"name": "bench.test", "type": "domain"})
             r.raise_for_status()
+            print(f"load average at start: {os.getloadavg()[0]:.1f} ({cores} cores)", flush=True)
             for conc, prefix in ((1, "seq"), (args.conc, "par")):
+                cpu0 = cpu_seconds(proc.pid)
                 elapsed = create_accounts(base, token, "bench.test", prefix, args.n, conc)
+                cpu_ms = (cpu_seconds(proc.pid) - cpu0) * 1000 / args.n
                 results[f"accounts_per_s_conc{conc}"] = args.n / elapsed
-                print(f"API: {args.n} accounts, {conc} client(s): {elapsed:.1f} s = {args.n / elapsed:.1f} accounts/s",
-                      flush=True)
+                results[f"server_cpu_ms_per_account_conc{conc}"] = cpu_ms
+                print(f"API: {args.n} accounts, {conc} client(s): {elapsed:.1f} s = {args.n / elapsed:.1f} accounts/s; "
+                      f"server CPU {cpu_ms:.1f} ms/account", flush=True)
         finally:
             proc.terminate()
             proc.wait(30)
+    results["hash_cpu_ms"] = hash_cpu_ms(settings)
     results["hashes_per_s_1thread"] = hash_rate(settings, 1)
     results[f"hashes_per_s_{cores}threads"] = hash_rate(settings, cores)
     print(f"Argon2id alone (t={settings.argon2_time_cost}, m={settings.argon2_memory_kib} KiB, "
@@ -144,6 +171,12 @@ def main() -> None:
     seq, par = results["accounts_per_s_conc1"], results[f"accounts_per_s_conc{args.conc}"]
     print(f"accounts/s vs hash floor: sequential {seq / results['hashes_per_s_1thread']:.0%} of 1-thread rate, "
           f"concurrent {par / results[f'hashes_per_s_{cores}threads']:.0%} of {cores}-thread rate")
+    per = results["hash_cpu_ms"]
+    for conc in (1, args.conc):
+        acc = results[f"server_cpu_ms_per_account_conc{conc}"]
+        print(f"CPU per account ({conc} client(s)): {acc:.1f} ms = Argon2id {per:.1f} ms + the rest {acc - per:.1f} ms "
+              f"({(acc - per) / acc:.0%} of the account's CPU)")
+    print(f"load average at end: {os.getloadavg()[0]:.1f}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -93,7 +93,12 @@ async def hash_secrets(secrets: Iterable[object], min_length: int) -> list[str]:
 
 async def _domain_for(session: AsyncSession, address: str, tenant_id: str | None, field: str) -> Domain:
     _, domain_name = split_address(address)
-    dom = (await session.execute(select(Domain).where(Domain.name == domain_name))).scalar_one_or_none()
+    for obj in session.identity_map.values():  # already loaded in this transaction: no round trip
+        if isinstance(obj, Domain) and obj.name == domain_name:
+            dom: Domain | None = obj
+            break
+    else:
+        dom = (await session.execute(select(Domain).where(Domain.name == domain_name))).scalar_one_or_none()
     if dom is None or dom.tenant_id != tenant_id:
         raise Invalid(f"domain {domain_name} is not a domain of this tenant", field=field, value=address)
     return dom
