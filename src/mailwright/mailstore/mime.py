@@ -602,7 +602,7 @@ def _params(s: str, i: int) -> list[tuple[str, str]]:
                 for x in range(k, j):
                     v = ext[x][3]
                     if not ext[x][2] and have_ext:
-                        v = "".join(c if c.isalnum() or c in "-._~" else f"%{ord(c):02X}" for c in v)
+                        v = v.replace("%", "%25")  # Dovecot's rfc2231_escape only escapes '%'
                     parts.append(v)
                 plain.append((ext[k][0] + ("*" if have_ext else ""), "".join(parts)))
             k = j
