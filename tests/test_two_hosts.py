@@ -240,3 +240,21 @@ def test_b_down_then_back(hosts: Hosts) -> None:
     (msg,) = wait(lambda: inbox(b2, "bob@b.test", "while B was down"), what="delivery after B's return")
     assert "dkim=pass" in auth_results(msg, "mx.b.test")
     wait(lambda: not queue_entries(hosts.a), what="A's queue to empty")
+
+
+def test_bounce_of_a_forward_returns_through_srs(hosts: Hosts) -> None:
+    """B forwards to an address A does not have; B's bounce goes to the SRS-reversed original
+    sender on A. B's DSN comes from MAILER-DAEMON@mx.b.test with a null sender, so A checks
+    SPF on the HELO name: the operator publishes one for the host name (RFC 7208 2.3)."""
+    records = list(hosts.dns.zones["b.test"]) + [("mx.b.test.", "TXT", "v=spf1 ip4:127.0.0.1 -all")]
+    hosts.dns.set_records("b.test", records)
+    add_list(hosts.b, "fwd2@b.test", ["ghost@a.test"])
+    swaks(hosts.a, "alice@a.test", "fwd2@b.test", "to a ghost")
+    (bounce,) = wait(lambda: inbox(hosts.a, "alice@a.test", "Undelivered Mail"), what="the DSN back on A")
+    text = bounce.as_string()
+    assert "Final-Recipient: rfc822; ghost@a.test" in text and "Status: 5.1.1" in text
+    assert "Reporting-MTA: dns; mx.b.test" in text and "Remote-MTA: dns; mx.a.test" in text
+    assert "Subject: to a ghost" in text
+    ar = auth_results(bounce, "mx.a.test")
+    assert "dmarc=pass" in ar, ar
+    wait(lambda: not queue_entries(hosts.b), what="B's queue to empty")
