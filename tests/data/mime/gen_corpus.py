@@ -1039,3 +1039,102 @@ Content-Type: text/plain; name="=?utf-8?b?w6Q=?="
 body\x00with nul
 """,
 )
+
+w(
+    "48_dsn_report.eml",
+    """From: MAILER-DAEMON@mx.example.org (Mail Delivery System)
+To: alice@example.com
+Subject: Undelivered Mail Returned to Sender
+Date: Tue, 17 Jan 2023 10:00:00 +0000
+Auto-Submitted: auto-replied
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status;
+	boundary="DSN.1234/mx.example.org"
+
+This is a MIME-encapsulated message.
+
+--DSN.1234/mx.example.org
+Content-Description: Notification
+Content-Type: text/plain; charset=us-ascii
+
+I'm sorry to have to inform you that your message could not
+be delivered to one or more recipients.
+
+--DSN.1234/mx.example.org
+Content-Description: Delivery report
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example.org
+Arrival-Date: Tue, 17 Jan 2023 09:59:58 +0000
+
+Final-Recipient: rfc822; nobody@example.net
+Action: failed
+Status: 5.1.1
+
+--DSN.1234/mx.example.org
+Content-Description: Undelivered Message Headers
+Content-Type: text/rfc822-headers
+
+From: alice@example.com
+To: nobody@example.net
+Subject: hello
+
+--DSN.1234/mx.example.org
+Content-Type: message/global
+
+From: jörg@example.de
+To: nobody@example.net
+Subject: internationalized
+
+body
+--DSN.1234/mx.example.org--
+""",
+)
+
+w(
+    "49_calendar_related.eml",
+    """From: Organizer <org@example.com>
+To: att@example.org
+Subject: Invitation: Meeting
+Date: Wed, 18 Jan 2023 10:00:00 +0000
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="mix"
+
+--mix
+Content-Type: multipart/alternative; boundary="alt"
+
+--alt
+Content-Type: text/plain; charset=UTF-8
+
+You are invited.
+--alt
+Content-Type: multipart/related; boundary="rel"; type="text/html"
+
+--rel
+Content-Type: text/html; charset=UTF-8
+
+<p>You are invited <img src="cid:logo"></p>
+--rel
+Content-Type: image/png; name="logo.png"
+Content-ID: <logo>
+Content-Disposition: inline; filename="logo.png"
+Content-Transfer-Encoding: base64
+
+iVBORw0KGgo=
+--rel--
+--alt
+Content-Type: text/calendar; charset=UTF-8; method=REQUEST
+
+BEGIN:VCALENDAR
+METHOD:REQUEST
+END:VCALENDAR
+--alt--
+--mix
+Content-Type: application/ics; name="invite.ics"
+Content-Disposition: attachment; filename="invite.ics"
+Content-Transfer-Encoding: base64
+
+QkVHSU46VkNBTEVOREFSDQpFTkQ6VkNBTEVOREFSDQo=
+--mix--
+""",
+)
