@@ -1,8 +1,7 @@
-# ruff: noqa: E501  (message templates are data; their lines are as long as the messages need)
+# ruff: noqa: E501, W291, W293  (message templates are data: long lines and trailing blanks are meant)
 """Generate the MIME corpus (bytes written exactly; '\n' in templates becomes CRLF unless LF-only)."""
 
-import base64
-import pathlib
+import base64, pathlib
 
 D = pathlib.Path(__file__).resolve().parent
 
@@ -32,7 +31,7 @@ Content-Type: text/plain; charset=us-ascii
 Hi Bob,
 
 This is a plain message.
---
+-- 
 Alice
 """,
 )
@@ -761,7 +760,7 @@ w(
     """From : a@example.com
 To:b@example.org
 Subject:
-Date:    Mon, 16 Jan 2023 10:00:00 +0000
+Date:    Mon, 16 Jan 2023 10:00:00 +0000   
 X-Empty:
 Content-Type: text/plain; charset="us-ascii"
 Content-Language: en
@@ -842,11 +841,11 @@ epilogue of in
 Content-Type: text/plain
 
 after close
---out
+--out  
 Content-Type: text/plain
 
 b
---out--
+--out--  
 trailing
 """,
 )
@@ -941,7 +940,7 @@ d
 Content-Type: text/plain; charset=
 Content-Transfer-Encoding: quoted-printable garbage
 Content-ID: <id with spaces> (comment)
-Content-Description:   spaced   description
+Content-Description:   spaced   description   
 
 e
 --zoo
@@ -1029,7 +1028,7 @@ w(
 Subject:x
 FROM:UPPER@EXAMPLE.COM
 To:\t\tb@example.org\t
-Cc:
+Cc: 
 Date:
 Message-ID: no angle brackets
 In-Reply-To: <a@b> (comment) <c@d>
