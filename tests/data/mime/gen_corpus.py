@@ -1,7 +1,8 @@
 # ruff: noqa: E501, W291, W293  (message templates are data: long lines and trailing blanks are meant)
 """Generate the MIME corpus (bytes written exactly; '\n' in templates becomes CRLF unless LF-only)."""
 
-import base64, pathlib
+import base64
+import pathlib
 
 D = pathlib.Path(__file__).resolve().parent
 
