@@ -4,6 +4,10 @@ Run as root with dovecot-imapd installed:  python make_golden.py
 Each message goes into its own private maildir; /usr/lib/dovecot/imap is run in
 PREAUTH mode (no daemon) and fed one FETCH per item so the answers can be parsed
 without a full IMAP client.  Values are stored latin-1-decoded (lossless bytes).
+
+The corpus: 01-46 and 48-49 are written by gen_corpus.py; 47_nul_in_headers.eml and the
+50_fuzz_*.eml files are inputs on which diff_fuzz.py once found a difference (kept as-is).
+Dovecot answers pipelined FETCHes concurrently, so answers are matched by item name.
 """
 
 from __future__ import annotations
