@@ -101,7 +101,12 @@ class Attachment:
 
 @dataclass(frozen=True)
 class ParsedMessage:
-    """Everything stored beside a message blob at delivery (see module docstring)."""
+    """Everything stored beside a message blob at delivery (see module docstring).
+
+    ``search_text`` layout (imap.session relies on it to tell header text from body text):
+    decoded Subject, from_display, then the decoded To and Cc headers that are present, then the
+    text of the text/plain and (tag-stripped) text/html parts, attachment names and the subjects
+    of attached messages -- joined with "\\n"."""
 
     envelope: str
     bodystructure: str
@@ -222,7 +227,7 @@ def quote_imap_string(s: str | bytes | None) -> str:
 # Headers
 
 
-def _header_fields(block: bytes) -> list[tuple[str, bytes]]:
+def _header_fields(block: bytes) -> list[tuple[str, bytes]]:  # also used by imap.session (SEARCH)
     """Logical header fields of a header block (without its blank line): (lowercase name, value).
 
     Value = text after the colon with leading LWSP skipped, continuation lines appended after a
