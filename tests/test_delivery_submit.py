@@ -76,6 +76,11 @@ def test_headers_added_and_local_delivery(mw: InProcessServer) -> None:
     do_submit(mw, "alice@a.test", "al@a.test", ["bob@a.test"], b"Subject: no from\r\n\r\nx\r\n")
     assert parsed(imap_messages(mw, "bob@a.test")[2])["From"] == "<al@a.test>"
     assert [e.recipients[0].rcpt for e in queued(mw)] == ["x@far.test"]
+    # Bcc never reaches the recipients (folded lines included).
+    do_submit(mw, "alice@a.test", "alice@a.test", ["bob@a.test", "al@a.test"],
+              msg(extra="Bcc: al@a.test,\r\n secret@a.test\r\nX-Keep: yes\r\n", subject="bcc"))
+    last = imap_messages(mw, "bob@a.test")[3]
+    assert b"Bcc" not in last and b"secret@a.test" not in last and b"X-Keep: yes" in last
 
 
 def test_sender_rules(mw: InProcessServer) -> None:

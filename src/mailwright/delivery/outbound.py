@@ -306,12 +306,16 @@ class QueueRunner:
                                timeout=timeout, start_tls=False, validate_certs=False)
         await smtp.connect()
         try:
-            await smtp.ehlo()
-        except aiosmtplib.SMTPHeloError:
-            await smtp.helo()
-        if tls and smtp.supports_extension("starttls"):
-            await smtp.starttls(server_hostname=hop.host, tls_context=self._tls)
-            await smtp.ehlo()
+            try:
+                await smtp.ehlo()
+            except aiosmtplib.SMTPHeloError:
+                await smtp.helo()
+            if tls and smtp.supports_extension("starttls"):
+                await smtp.starttls(server_hostname=hop.host, tls_context=self._tls)
+                await smtp.ehlo()
+        except BaseException:
+            smtp.close()
+            raise
         return smtp
 
     async def _open(self, hops: Sequence[Hop]) -> tuple[aiosmtplib.SMTP | None, Hop | None, str]:

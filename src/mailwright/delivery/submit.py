@@ -12,7 +12,8 @@ Decisions (where the issue leaves room):
 * **Send limits** (see ``limits.py``): counted per message, checked after the sender check and
   before anything is stored; :class:`SendLimitExceeded` carries ``retry_after``.
 * **Headers.** ``Message-ID: <uuid@hostname>`` and ``Date`` are added when missing, and a
-  ``Received`` header naming the client IP is prepended. Line endings are made CRLF.
+  ``Received`` header naming the client IP is prepended. ``Bcc``/``Resent-Bcc`` (and any
+  ``Return-Path``) are removed, as Postfix's cleanup does. Line endings are made CRLF.
 * **DKIM.** Signed with every active key of the ``From:`` domain (ed25519-sha256 and
   rsa-sha256 side by side). A broken key is logged and the message goes unsigned rather than
   being lost.
@@ -75,6 +76,25 @@ def _crlf(raw: bytes) -> bytes:
     return raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
+_STRIP = (b"bcc:", b"resent-bcc:", b"return-path:")
+
+
+def _strip_headers(head: bytes) -> bytes:
+    """Drop Bcc/Resent-Bcc (the recipients must not see them) and Return-Path (the final MTA's
+    job), folded continuation lines included, as Postfix's cleanup does."""
+    out: list[bytes] = []
+    dropping = False
+    for line in head.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t"):
+            if not dropping:
+                out.append(line)
+            continue
+        dropping = line.lower().startswith(_STRIP)
+        if not dropping:
+            out.append(line)
+    return b"\r\n".join(out)
+
+
 def _split(raw: bytes) -> tuple[bytes, bytes]:
     """Header block (ending with CRLF) and body (after the blank line)."""
     if raw.startswith(b"\r\n"):
@@ -114,6 +134,7 @@ def prepare(raw: bytes, mail_from: str, allowed: set[str], hostname: str, client
     """Check the From: header, add Message-ID/Date/From when missing, prepend Received."""
     raw = _crlf(raw)
     head, body = _split(raw)
+    head = _strip_headers(head)
     parsed = message_from_bytes(head + b"\r\n", policy=compat32)
     from_values = [str(v) for v in parsed.get_all("From", [])]
     froms = [a for _, a in getaddresses(from_values) if a]
