@@ -6,6 +6,10 @@ addresses in it, its DKIM keys (foreign-key cascade) and the per-domain API keys
 (an `mxm_` key naming only this domain is deleted; one naming several loses this entry).
 Principals of other domains that merely listed an address of it as a member keep the entry.
 
+A deleted domain (and every domain of a terminated tenant) is remembered as retired: its
+addresses then answer 550 5.1.1 (unknown user) rather than 554 relay-denied, until it is added
+again.
+
 Catch-all: a domain may name one principal of its own that receives mail for unknown
 addresses (`directory.routing` consults it last), set with `update_domain(..., catch_all=...)`.
 """
@@ -20,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailwright.directory.errors import AlreadyExists, Invalid, NotFound
 from mailwright.directory.names import normalize_domain
-from mailwright.storage.models import ApiKey, Domain, Principal
+from mailwright.storage.models import ApiKey, Domain, Principal, RetiredDomain
 
 if TYPE_CHECKING:
     from mailwright.services import Services
@@ -38,6 +42,7 @@ async def create_domain(
         raise AlreadyExists(f"domain {canonical} already exists", field="name", value=canonical)
     row = Domain(tenant_id=tenant_id, name=canonical, description=description, is_system=is_system,
                  verified=is_system)
+    await session.execute(delete(RetiredDomain).where(RetiredDomain.name == canonical))
     session.add(row)
     try:
         await session.flush()
@@ -53,6 +58,17 @@ async def get_domain(session: AsyncSession, name: str, tenant_id: str | None = N
     if row is None or (tenant_id is not None and row.tenant_id != tenant_id):
         raise NotFound(f"domain {canonical} not found", field="name", value=canonical)
     return row
+
+
+async def retire_domains(session: AsyncSession, names: list[str]) -> None:
+    for name in names:
+        if await session.get(RetiredDomain, name) is None:
+            session.add(RetiredDomain(name=name))
+    await session.flush()
+
+
+async def is_retired(session: AsyncSession, name: str) -> bool:
+    return await session.get(RetiredDomain, name) is not None
 
 
 async def find_domain(session: AsyncSession, name: str) -> Domain | None:
@@ -127,4 +143,5 @@ async def delete_domain(svc: Services, tenant_id: str | None, name: str) -> None
                 await s.delete(key)
         await s.flush()
         await s.execute(delete(Domain).where(Domain.id == dom.id))
+        await retire_domains(s, [dom.name])
     remove_blob_files(svc, freed)

@@ -1,8 +1,11 @@
 """Recipient routing: what an RCPT TO address means for us.
 
 Order (as Postfix virtual + Stalwart do it): exact address -> address without its +detail ->
-the domain's catch-all. Lists expand recursively (bounded depth, loops cut) into local
-mailboxes and external forward targets. A domain we do not host is a relay attempt.
+the domain's catch-all. A retired domain (deleted, or its tenant terminated) is unknown, not
+relay. Lists expand recursively (bounded depth, loops cut) into local
+mailboxes and external forward targets. A domain we do not host is a relay attempt, and so is
+a self-service custom domain still pending verification (verified False, verify_token set):
+otherwise claiming gmail.com would capture our users' outbound mail to it.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mailwright.directory.domains import is_retired
 from mailwright.directory.tenants import tenant_is_active
 from mailwright.storage.models import Address, Domain, ListMember, Principal
 
@@ -51,6 +55,8 @@ async def resolve(session: AsyncSession, address: str) -> Route:
     _, _, domain = address.rpartition("@")
     dom = (await session.execute(select(Domain).where(Domain.name == domain))).scalar_one_or_none()
     if dom is None:
+        return Route(kind="unknown" if await is_retired(session, domain) else "relay")
+    if not dom.verified and dom.verify_token:  # a claimed, unproven custom domain is not ours
         return Route(kind="relay")
     p = await _principal_for(session, address, dom)
     if p is None:

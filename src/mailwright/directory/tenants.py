@@ -35,6 +35,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailwright.directory import audit, passwords
+from mailwright.directory.domains import retire_domains
 from mailwright.directory.errors import Forbidden, Invalid, LimitReached, NotFound, QuotaExceeded
 from mailwright.storage.models import (
     ApiKey,
@@ -352,7 +353,9 @@ async def terminate(svc: Services, reseller_id: str, ident: str, actor: Actor | 
         await s.execute(delete(Webhook).where(Webhook.tenant_id == t.id))
         await s.execute(delete(SendCounter).where(SendCounter.principal_id.in_(of_tenant)))
         await s.execute(delete(Principal).where(Principal.tenant_id == t.id))
-        n_domains = len(list((await s.execute(select(Domain.id).where(Domain.tenant_id == t.id))).scalars()))
+        names = list((await s.execute(select(Domain.name).where(Domain.tenant_id == t.id))).scalars())
+        n_domains = len(names)
+        await retire_domains(s, names)
         await s.execute(delete(Domain).where(Domain.tenant_id == t.id))
         await s.execute(delete(Workspace).where(Workspace.tenant_id == t.id))
         freed = await unreferenced_blobs(s, hashes | q_hashes)

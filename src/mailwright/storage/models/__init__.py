@@ -12,6 +12,7 @@ from mailwright.storage.models.directory import (
     Domain,
     ListMember,
     Principal,
+    RetiredDomain,
     Tenant,
     Workspace,
 )
@@ -23,5 +24,5 @@ from mailwright.storage.models.webhooks import WebhookDelivery as WebhookDeliver
 __all__ = [
     "Address", "ApiKey", "AuditEntry", "Base", "Blob", "Credential", "DkimKeyRow", "Domain",
     "ListMember", "Mailbox", "MailboxEntry", "Message", "Principal", "QueuedMessage",
-    "QueuedRecipient", "SendCounter", "Tenant", "Tombstone", "Workspace", "new_id", "utcnow",
+    "QueuedRecipient", "RetiredDomain", "SendCounter", "Tenant", "Tombstone", "Workspace", "new_id", "utcnow",
 ]

@@ -58,12 +58,28 @@ class Domain(Base):
     is_system: Mapped[bool] = mapped_column(Boolean, default=False)
     verified: Mapped[bool] = mapped_column(Boolean, default=False)
     verify_token: Mapped[str | None] = mapped_column(String(128))
+    # Self-service custom domains: when the TXT proof was found, and whether the MX pointed here
+    # at the last check (None = never checked). A domain with verified False and a verify_token
+    # is pending: routing treats it as not ours (see directory/routing.py).
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    mx_configured: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     catch_all_principal_id: Mapped[str | None] = mapped_column(
         ForeignKey("principals.id", ondelete="SET NULL", use_alter=True)
     )
     dmarc_record: Mapped[str | None] = mapped_column(Text)
     description: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RetiredDomain(Base):
+    """A domain we hosted until its tenant was terminated or it was deleted: its addresses
+    answer "550 5.1.1 unknown user" (a permanent, honest bounce) instead of "relay denied",
+    until someone adds the domain again."""
+
+    __tablename__ = "retired_domains"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    retired_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Principal(Base):
