@@ -211,3 +211,29 @@ def test_two_nodes_deliver_each_event_once(tmp_path: Path, database_url: str) ->
     finally:
         n2.stop()
         n1.stop()
+
+
+def test_real_bounce_from_the_queue_is_message_bounced(tmp_path: Path, database_url: str) -> None:
+    """Send to a remote host that refuses the recipient: the outbound queue's DSN lands in the
+    sender's INBOX and is reported as message.bounced (webhook and SSE share the mapping)."""
+    srv = InProcessServer(tmp_path / "data", database_url, webhook_retry_base_seconds=0.2, queue_poll_seconds=0.3)
+    # The "remote" MX is our own port 25 listener, which refuses to relay for remote.test (554).
+    srv.settings.transport_map["remote.test"] = f"[127.0.0.1]:{srv.ports['smtp']}"
+    srv.start()
+    try:
+        t = make_tenant(srv, "bouncy")
+        a = make_inbox(srv, t["apiKey"], "a")
+        with webhook_receiver() as rec:
+            with client(srv, a["apiKey"]) as api:
+                assert api.post("/v1/webhooks", json={"url": rec.url, "events": ["message.bounced"]}).status_code == 201
+                r = api.post(f"/v1/inboxes/{a['id']}/send", json={"to": "nobody@remote.test", "subject": "lost",
+                                                                   "plainBody": "x"})
+                assert r.status_code == 200 and r.json()["status"] == "queued", r.text
+            got = wait_for(lambda: [x for x in rec.received if x.json["type"] == "message.bounced"], timeout=30)
+            assert got[0].json["data"]["inboxId"] == a["id"]
+            with client(srv, a["apiKey"]) as api:
+                inbound = [m for m in api.get(f"/v1/inboxes/{a['id']}/messages").json()["messages"]
+                           if m["direction"] == "inbound"]
+            assert [m["id"] for m in inbound] == [got[0].json["data"]["messageId"]]
+    finally:
+        srv.stop()
