@@ -27,7 +27,8 @@ _SECTION_RE = re.compile(
     r"^(?:(?P<part>[1-9]\d{0,5}(?:\.[1-9]\d{0,5}){0,30}))?(?:(?(part)\.)(?P<text>HEADER\.FIELDS\.NOT|HEADER\.FIELDS"
     r"|HEADER|TEXT|MIME))?(?: \((?P<fields>[^()]*)\))?$", re.I)
 _BINARY_SECTION_RE = re.compile(r"^(?:[1-9]\d{0,5}(?:\.[1-9]\d{0,5}){0,30})?$")
-_FIELD_RE = re.compile(r"^[\x21-\x39\x3b-\x7e]+$")
+_FIELD_RE = re.compile(r"^[\x21\x23-\x39\x3b-\x7e]+$")
+_FIELDS_RE = re.compile(r'"[^"\\]*"|[^\s"]+')
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,7 @@ class Item:
     section: str = ""  # as sent back, e.g. "HEADER.FIELDS (FROM TO)"
     partial: tuple[int, int] | None = None
     peek: bool = True
+    lookup: str | None = None  # section for mime.fetch_section when it differs (quoted field names)
 
 
 def _section(spec: str) -> str:
@@ -45,9 +47,13 @@ def _section(spec: str) -> str:
     text = (m.group("text") or "").upper()
     fields = m.group("fields")
     if text in ("HEADER.FIELDS", "HEADER.FIELDS.NOT"):
-        names = (fields or "").split()
-        if not names or not all(_FIELD_RE.match(n) for n in names):
+        names = _FIELDS_RE.findall(fields or "")
+        if not names or "".join(names).replace(" ", "") != (fields or "").replace(" ", ""):
             raise ParseError("invalid header field list")
+        for n in names:
+            bare = n[1:-1] if n.startswith('"') else n
+            if not bare or not _FIELD_RE.match(bare):
+                raise ParseError("invalid header field name")
         return ((m.group("part") + ".") if m.group("part") else "") + text + " (" + " ".join(
             n.upper() for n in names) + ")"
     if fields is not None:
@@ -84,7 +90,9 @@ def _item(tok: Token) -> list[Item]:
                 raise ParseError("BINARY.SIZE takes no partial")
             return [Item("BINARY.SIZE", spec)]
         return [Item("BINARY", spec, partial, peek=name == "BINARY.PEEK")]
-    return [Item("SECTION", _section(m.group(2)), partial, peek=name == "BODY.PEEK")]
+    sec = _section(m.group(2))
+    lookup = sec.replace('"', "") if '"' in sec else None
+    return [Item("SECTION", sec, partial, peek=name == "BODY.PEEK", lookup=lookup)]
 
 
 def parse_items(tok: Token) -> list[Item]:
@@ -137,6 +145,17 @@ class UnknownCte(Exception):
     pass
 
 
+def _binary(raw: bytes, section: str) -> bytes:
+    """BINARY content; a part that does not exist is empty (as Dovecot answers), an unknown
+    Content-Transfer-Encoding raises UnknownCte (RFC 3516: NO [UNKNOWN-CTE])."""
+    data = fetch_binary(raw, section)
+    if data is not None:
+        return data
+    if fetch_section(raw, section) is None:
+        return b""
+    raise UnknownCte(section)
+
+
 def render(items: list[Item], seq: int, uid: int, modseq: int, flags: str, cols: dict[str, object],
            raw: bytes | None, *, with_uid: bool, with_modseq: bool) -> bytes:
     """One `* n FETCH (...)` response. `cols` maps column names to values for this message."""
@@ -177,7 +196,7 @@ def render(items: list[Item], seq: int, uid: int, modseq: int, flags: str, cols:
             elif k == "RFC822.TEXT":
                 parts.append(b"RFC822.TEXT " + literal(fetch_section(raw, "TEXT") or b""))
             elif k == "SECTION":
-                data = fetch_section(raw, it.section)
+                data = fetch_section(raw, it.lookup or it.section)
                 label = b"BODY[" + it.section.encode() + b"]"
                 if it.partial is not None:
                     label += b"<%d>" % it.partial[0]
@@ -186,17 +205,13 @@ def render(items: list[Item], seq: int, uid: int, modseq: int, flags: str, cols:
                 else:
                     parts.append(label + b" " + literal(_partial(data, it.partial)))
             elif k == "BINARY":
-                data = fetch_binary(raw, it.section)
-                if data is None:
-                    raise UnknownCte(it.section)
+                data = _binary(raw, it.section)
                 label = b"BINARY[" + it.section.encode() + b"]"
                 if it.partial is not None:
                     label += b"<%d>" % it.partial[0]
                 parts.append(label + b" " + _literal_any(_partial(data, it.partial)))
             elif k == "BINARY.SIZE":
-                data = fetch_binary(raw, it.section)
-                if data is None:
-                    raise UnknownCte(it.section)
+                data = _binary(raw, it.section)
                 parts.append(b"BINARY.SIZE[" + it.section.encode() + b"] %d" % len(data))
     if with_modseq and not seen_modseq:
         parts.append(b"MODSEQ (%d)" % modseq)

@@ -101,21 +101,37 @@ class Tokenizer:
         raise ParseError("unterminated quoted string")
 
     def atom(self) -> str:
+        """An atom; inside [...] spaces, parentheses, quoted strings and literals are kept (a
+        literal is turned into a quoted string, e.g. ``BODY[HEADER.FIELDS ({7}\\r\\nSubject)]``)."""
         d = self.data
         i = self.pos
         start = i
+        pieces: list[bytes] = []
         while i < len(d):
             c = d[i]
-            if c == 0x5B:  # [ ... ] may contain spaces and parens
+            if c == 0x5B:  # [ ... ]
                 depth = 0
                 while i < len(d):
-                    if d[i] == 0x5B:
+                    ch = d[i]
+                    if ch == 0x5B:
                         depth += 1
-                    elif d[i] == 0x5D:
+                    elif ch == 0x5D:
                         depth -= 1
                         if depth == 0:
                             break
-                    elif d[i] in (0x0D, 0x0A):
+                    elif ch in (0x7B, 0x7E):
+                        m = _LIT.match(d, i)
+                        if m is not None:
+                            n = int(m.group(1))
+                            body = d[m.end() : m.end() + n]
+                            if len(body) < n:
+                                raise ParseError("short literal")
+                            pieces.append(d[start:i])
+                            pieces.append(b'"' + body.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"')
+                            i = m.end() + n
+                            start = i
+                            continue
+                    elif ch in (0x0D, 0x0A):
                         raise ParseError("unterminated [")
                     i += 1
                 if i >= len(d):
@@ -125,10 +141,11 @@ class Tokenizer:
             if c in _ATOM_STOP or c < 0x20 or c == 0x7F:
                 break
             i += 1
-        if i == start:
+        pieces.append(d[start:i])
+        if i == self.pos:
             raise ParseError("expected atom")
         self.pos = i
-        return d[start:i].decode("utf-8", "surrogateescape")
+        return b"".join(pieces).decode("utf-8", "surrogateescape")
 
     def word(self) -> str:
         """A tag or command name: an atom without brackets."""

@@ -31,6 +31,9 @@ _HDR_KEYS = {"FROM": "from", "TO": "to", "CC": "cc", "BCC": "bcc", "SUBJECT": "s
 MAX_KEYS = 1000
 
 
+_EPOCH_DAY = datetime(1970, 1, 1).date()
+
+
 class SearchError(Exception):
     """A search that parses but cannot be run (e.g. `$` with nothing saved → empty, not this)."""
 
@@ -122,8 +125,7 @@ class _P:
             return ("header", name, _s(self.take()).casefold())
         if k in ("BODY", "TEXT"):
             self.needs.add("search_text")
-            if k == "TEXT":
-                self.needs.add("header")
+            self.needs.add("header")
             return (k.lower(), _s(self.take()).casefold())
         if k == "UID":
             v = _s(self.take())
@@ -176,6 +178,7 @@ class Msg:
     sent_date: datetime | None = None
     text: str = ""
     headers: list[tuple[str, str]] | None = None
+    body: str = ""  # search text without the decoded header lines stored in front of it
 
 
 def _header_has(m: Msg, name: str, needle: str) -> bool:
@@ -202,9 +205,7 @@ def matches(node: Node, m: Msg, saved: set[int], uid_top: int, count: int) -> bo
     if kind == "date":
         k = node[1]
         d = m.sent_date if k.startswith("SENT") else m.internal_date
-        if d is None:
-            return False
-        day = d.date()
+        day = d.date() if d is not None else _EPOCH_DAY  # no/invalid Date: counts as 1970 (Dovecot)
         if k.endswith("BEFORE"):
             return day < node[2]
         if k.endswith("ON"):
@@ -215,7 +216,7 @@ def matches(node: Node, m: Msg, saved: set[int], uid_top: int, count: int) -> bo
     if kind == "header":
         return _header_has(m, node[1], node[2])
     if kind == "body":
-        return node[1] in m.text
+        return node[1] in m.body
     if kind == "text":
         return node[1] in m.text or any(node[1] in v or node[1] in n for n, v in m.headers or ())
     if kind == "uid":

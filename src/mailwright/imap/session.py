@@ -25,6 +25,7 @@ import base64
 import binascii
 import contextlib
 import logging
+import re
 import ssl
 import time
 from array import array
@@ -75,8 +76,10 @@ class Selected:
     uidvalidity: int
     uids: array[int]
     modseq: int
+    keywords: list[str] = field(default_factory=list)
     reported: dict[int, int] = field(default_factory=dict)
     saved: set[int] | None = None
+    pending_expunge: set[int] = field(default_factory=set)
 
 
 Handler = Callable[[str, list[Token]], Awaitable[str | None]]
@@ -136,6 +139,7 @@ class ImapSession:
             self.svc.settings.allow_plaintext_auth_on_loopback)
 
     def caps(self) -> str:
+        """Before login only what a client needs to log in (as Dovecot); the full list after."""
         c = ["IMAP4rev1", "IMAP4rev2", "SASL-IR", "LITERAL+", "ID", "ENABLE", "IDLE"]
         if self.account is None:
             if not self.secure and self.tls is not None:
@@ -181,13 +185,14 @@ class ImapSession:
 
     async def handle(self, data: bytes) -> None:
         if data.strip() == b"":
+            self.w("* BAD Error in IMAP command: Empty command line\r\n")
             return
         try:
             tag, name, args = split_command(data)
         except ParseError as e:
             first = data.split(b" ", 1)[0].strip().decode("ascii", "replace")
             ok = first and len(first) <= 64 and first.isprintable() and not any(c in first for c in '{%*+\\"()')
-            tag = first if ok and b" " in data.strip() else "*"
+            tag = first if ok and first else "*"
             self.w(f"{tag} BAD Error in IMAP command: {e}\r\n")
             return
         entry = COMMANDS.get(name)
@@ -198,7 +203,7 @@ class ImapSession:
         state = "selected" if self.sel is not None else ("auth" if self.account is not None else "notauth")
         if state not in states:
             if state == "notauth":
-                self.w(f"{tag} NO Please authenticate first.\r\n")
+                self.w(f"{tag} BAD Error in IMAP command {name}: Please authenticate first.\r\n")
             else:
                 self.w(f"{tag} BAD Error in IMAP command {name}: No mailbox selected.\r\n" if state == "auth"
                        and "selected" in states else f"{tag} BAD Command {name} not allowed now.\r\n")
@@ -262,9 +267,12 @@ class ImapSession:
             return i + 1
         return 0
 
-    async def sync(self) -> None:
+    async def sync(self, expunges: bool = True) -> None:
         """Report what other connections changed in the selected mailbox (EXPUNGE/VANISHED first,
-        then EXISTS, then FETCH FLAGS), and advance this connection's modseq."""
+        then EXISTS, then FETCH FLAGS), and advance this connection's modseq.
+
+        With expunges=False (during FETCH/STORE/SEARCH) expunges are remembered, not reported:
+        message numbers must not shift under the client (RFC 9051 §7.5.1)."""
         sel = self.sel
         if sel is None:
             return
@@ -274,8 +282,15 @@ class ImapSession:
             self.closing = True
             return
         if ch.highestmodseq <= sel.modseq:
+            if expunges and sel.pending_expunge:
+                self._report_expunged(sorted(sel.pending_expunge))
+                sel.pending_expunge.clear()
             return
-        self._report_expunged(ch.expunged)
+        if expunges:
+            self._report_expunged(sorted(sel.pending_expunge | set(ch.expunged)))
+            sel.pending_expunge.clear()
+        else:
+            sel.pending_expunge.update(u for u in ch.expunged if self._seq_of(u))
         old_count = len(sel.uids)
         top = sel.uids[-1] if sel.uids else 0
         new = [u for u, _m, _f in ch.entries if u > top]
@@ -291,8 +306,28 @@ class ImapSession:
             if seq == 0 or seq > old_count:
                 continue
             self.w(self._flags_fetch(seq, uid, m, flags))
+        self.announce_keywords([f for _u, _m, f in ch.entries])
         sel.reported.clear()
         sel.modseq = ch.highestmodseq
+
+    def announce_keywords(self, flag_strings: list[str]) -> None:
+        """New keywords in the mailbox: send FLAGS and PERMANENTFLAGS again (as Dovecot does)."""
+        sel = self.sel
+        if sel is None:
+            return
+        known = {k.lower() for k in sel.keywords}
+        added = False
+        for fs in flag_strings:
+            for k in fs.split():
+                if not k.startswith("\\") and k.lower() not in known:
+                    known.add(k.lower())
+                    sel.keywords.append(k)
+                    added = True
+        if added:
+            flags = " ".join(SYSTEM_FLAGS + sel.keywords)
+            self.w(f"* FLAGS ({flags})\r\n")
+            if not sel.readonly:
+                self.w(f"* OK [PERMANENTFLAGS ({flags} \\*)] Flags permitted.\r\n")
 
     def _flags_fetch(self, seq: int, uid: int, modseq: int, flags: str) -> str:
         extra = ""
@@ -441,19 +476,21 @@ async def cmd_authenticate(s: ImapSession, tag: str, args: list[Token]) -> str:
 async def cmd_enable(s: ImapSession, tag: str, args: list[Token]) -> str:
     if not args:
         raise ParseError("ENABLE needs capabilities")
-    done = []
+    done: list[str] = []
     for a in args:
         if not isinstance(a, str):
             raise ParseError("invalid capability")
         up = a.upper()
-        if up in ("CONDSTORE", "QRESYNC", "UTF8=ACCEPT", "IMAP4REV2") and up not in s.enabled:
+        if up in ("CONDSTORE", "QRESYNC", "UTF8=ACCEPT", "IMAP4REV2"):
             s.enabled.add(up)
-            done.append(a)
+            if up not in [d.upper() for d in done]:
+                done.append(up)
             if up in ("CONDSTORE", "QRESYNC"):
                 s.condstore = True
             if up == "QRESYNC":
                 s.enabled.add("CONDSTORE")
-    s.w("* ENABLED" + "".join(" " + d for d in done) + "\r\n")
+    if done:
+        s.w("* ENABLED" + "".join(" " + d for d in done) + "\r\n")
     return "OK Enabled."
 
 
@@ -464,13 +501,14 @@ async def cmd_namespace(s: ImapSession, tag: str, args: list[Token]) -> str:
 
 # ---- mailboxes
 
-def _pattern_regex(ref: str, pat: str) -> tuple[object, bool]:
-    import re
-
+def _pattern_regex(ref: str, pat: str) -> re.Pattern[str]:
+    """LIST pattern (* and %) as a regex; a leading INBOX matches case-insensitively."""
     full = pat if not ref or pat.startswith("/") else ref + pat
+    prefix = ""
+    if full[:5].upper() == "INBOX":
+        prefix, full = "(?i:INBOX)", full[5:]
     rx = "".join(".*" if c == "*" else "[^/]*" if c == "%" else re.escape(c) for c in full)
-    inbox_ci = full[:5].upper() == "INBOX"
-    return re.compile("^" + rx + "$", re.S), inbox_ci
+    return re.compile("^" + prefix + rx + "$", re.S)
 
 
 def _list_attrs(b: imapview.BoxInfo, names: set[str], subscribed: bool, want_sub: bool) -> list[str]:
@@ -530,16 +568,7 @@ async def cmd_list(s: ImapSession, tag: str, args: list[Token], lsub: bool = Fal
     want_sub = "SUBSCRIBED" in select_opts or "SUBSCRIBED" in ret
     matchers = [_pattern_regex(ref, p) for p in pats]
     for b in boxes:
-        ok = False
-        for rx, inbox_ci in matchers:
-            cand = b.name
-            if rx.match(cand):  # type: ignore[attr-defined]
-                ok = True
-                break
-            if b.name.startswith("INBOX") and inbox_ci is False and rx.match("inbox" + b.name[5:]):  # type: ignore[attr-defined]
-                ok = True
-                break
-        if not ok:
+        if not any(rx.match(b.name) for rx in matchers):
             continue
         if (lsub or "SUBSCRIBED" in select_opts) and not b.subscribed:
             continue
@@ -692,11 +721,11 @@ async def cmd_setquota(s: ImapSession, tag: str, args: list[Token]) -> str:
 # ---- selecting
 
 async def cmd_select(s: ImapSession, tag: str, args: list[Token], readonly: bool = False) -> str:
-    if not args or len(args) > 2:
+    if not args:
         raise ParseError("SELECT needs a mailbox name")
     name = s._mailbox_arg(args[0])
     qresync: list[Token] | None = None
-    if len(args) == 2:
+    if len(args) >= 2 and isinstance(args[1], list):  # other trailing words are ignored, as Dovecot does
         params = as_list(args[1])
         j = 0
         while j < len(params):
@@ -747,7 +776,7 @@ async def cmd_select(s: ImapSession, tag: str, args: list[Token], readonly: bool
         s.w(f"* OK [UNSEEN {first_unseen}] First unseen.\r\n")
     s.w(f"* OK [UIDVALIDITY {b.uidvalidity}] UIDs valid\r\n* OK [UIDNEXT {uidnext}] Predicted next UID\r\n")
     s.w(f"* OK [HIGHESTMODSEQ {hms}] Highest\r\n")
-    s.sel = Selected(b.id, b.name, readonly, b.uidvalidity, uids, hms)
+    s.sel = Selected(b.id, b.name, readonly, b.uidvalidity, uids, hms, keywords)
     if qresync is not None:
         await _qresync_select(s, b, qresync, ents)
     access = "READ-ONLY" if readonly else "READ-WRITE"
@@ -863,6 +892,7 @@ async def cmd_fetch(s: ImapSession, tag: str, args: list[Token], by_uid: bool = 
     if not idxs:
         return "OK Fetch completed."
     with_modseq = changed_since is not None or (s.condstore and any(it.kind == "FLAGS" for it in items))
+    await s.sync(expunges=False)
     await _do_fetch(s, items, idxs, by_uid, changed_since, with_modseq)
     return "OK Fetch completed."
 
@@ -889,6 +919,7 @@ async def _do_fetch(s: ImapSession, items: list[fetchmod.Item], idxs: list[int],
     blob = "blob_hash" in cols
     has_flags = any(it.kind == "FLAGS" for it in items)
     extra_flags = [fetchmod.Item("FLAGS")]
+    failed_cte = False
     size = 0
     out = s.out
     for r in rows:
@@ -904,13 +935,16 @@ async def _do_fetch(s: ImapSession, items: list[fetchmod.Item], idxs: list[int],
         try:
             chunk = fetchmod.render(its, i + 1, uid, int(r[1]), r[2], colvals, raw, with_uid=by_uid,
                                     with_modseq=with_modseq or (s.condstore and uid in newly_seen))
-        except fetchmod.UnknownCte as e:
-            raise No("[UNKNOWN-CTE] Unknown Content-Transfer-Encoding") from e
+        except fetchmod.UnknownCte:
+            failed_cte = True
+            chunk = b"* %d FETCH (UID %d)\r\n" % (i + 1, uid) if by_uid else b""
         out.append(chunk)
         size += len(chunk)
         if size >= FLUSH_BYTES:
             await s.flush()
             size = 0
+    if failed_cte:
+        raise No("[UNKNOWN-CTE] Unknown Content-Transfer-Encoding")
 
 
 def _flag_list(toks: list[Token]) -> list[str]:
@@ -961,32 +995,27 @@ async def cmd_store(s: ImapSession, tag: str, args: list[Token], by_uid: bool = 
     if not idxs:
         return "OK Store completed."
     target = [sel.uids[i] for i in idxs]
+    await s.sync(expunges=False)
     changed, failed = await changes.store_flags(s.svc, s.pid(), sel.box_id, target, mode, flags,
                                                 unchanged_since=unchanged)
     for u, _f, m in changed:
         sel.reported[u] = m
-    changed_uids = {u for u, _f, _m in changed}
-    rows = await imapview.rows(s.svc, sel.box_id, target[0], target[-1], [])
-    tset = set(target)
-    fset = set(failed)
-    for r in rows:
-        u = int(r[0])
-        if u not in tset or u in fset:
-            continue
-        if silent and not (s.condstore and unchanged is not None and u in changed_uids):
-            continue
-        if silent:
-            seq = s._seq_of(u)
-            s.w(f"* {seq} FETCH ({'UID ' + str(u) + ' ' if by_uid or s.qresync else ''}MODSEQ ({r[1]}))\r\n")
-            continue
+    # Only messages whose flags changed get a FETCH (Dovecot); with CONDSTORE a .SILENT store
+    # still reports the new MODSEQ (RFC 7162 §3.2).
+    for u, f, m in changed:
         seq = s._seq_of(u)
         if not seq:
             continue
         uidp = f"UID {u} " if by_uid or s.qresync else ""
-        line = f"* {seq} FETCH ({uidp}FLAGS {flags_text(r[2])}"
+        if silent:
+            if s.condstore:
+                s.w(f"* {seq} FETCH ({uidp}MODSEQ ({m}))\r\n")
+            continue
+        line = f"* {seq} FETCH ({uidp}FLAGS {flags_text(f)}"
         if s.condstore:
-            line += f" MODSEQ ({r[1]})"
+            line += f" MODSEQ ({m})"
         s.w(line + ")\r\n")
+    s.announce_keywords([f for _u, f, _m in changed])
     if failed:
         shown = failed if by_uid else [s._seq_of(u) for u in failed]
         return f"OK [MODIFIED {seqset.compress(shown)}] Conditional STORE failed"
@@ -1004,6 +1033,8 @@ async def _run_search(s: ImapSession, q: searchmod.Query, extra_cols: list[str] 
     if not sel.uids:
         return []
     cols: list[str] = [c for c in ("size", "internal_date", "sent_date", "search_text") if c in q.needs]
+    if "search_text" in q.needs:
+        cols += ["subject", "from_display"]
     if "header" in q.needs:
         cols += ["blob_hash", "header_size"]
     for c in extra_cols or []:
@@ -1032,10 +1063,29 @@ async def _run_search(s: ImapSession, q: searchmod.Query, extra_cols: list[str] 
                 raw = b""
             end = raw.find(b"\r\n\r\n")
             block = raw[: end + 2] if end >= 0 else raw
-            m.headers = [(n, _decode_header(v).casefold()) for n, v in _header_fields(block.rstrip(b"\r\n")) if n]
+            fields = [(n, v) for n, v in _header_fields(block.rstrip(b"\r\n")) if n]
+            m.headers = [(n, _decode_header(v).casefold()) for n, v in fields]
+            if "search_text" in q.needs:
+                m.body = _body_text(m.text, cv, fields)
         if searchmod.matches(q.root, m, saved, top, len(uids)):
             out.append((m, cv))
     return out
+
+
+def _body_text(text: str, cv: dict[str, object], fields: list[tuple[str, bytes]]) -> str:
+    """mailstore stores search_text as Subject, From, To, Cc (decoded, present ones) then the
+    text parts; SEARCH BODY must not match the header lines (Dovecot's BODY is body only)."""
+    from mailwright.mailstore.mime import _decode_header, _header_value
+
+    prefix = [str(cv.get("subject") or ""), str(cv.get("from_display") or "")]
+    for name in ("to", "cc"):
+        v = _header_value(fields, name)
+        if v is not None:
+            prefix.append(_decode_header(v))
+    head = "\n".join(prefix).casefold()
+    if text.startswith(head):
+        return text[len(head) + 1:]
+    return text
 
 
 def _search_return(args: list[Token]) -> tuple[set[str] | None, list[Token]]:
@@ -1058,6 +1108,7 @@ async def cmd_search(s: ImapSession, tag: str, args: list[Token], by_uid: bool =
         s.condstore = True
     if ret is None and s.rev2:
         ret = {"ALL"}
+    await s.sync(expunges=False)
     try:
         found = await _run_search(s, q)
     except No:
@@ -1189,11 +1240,14 @@ async def cmd_append(s: ImapSession, tag: str, args: list[Token]) -> str:
         if isinstance(args[j], list):
             flags = _flag_list([args[j]])
             j += 1
-        if j + 1 < len(args) and isinstance(args[j], bytes) and isinstance(args[j + 1], bytes):
-            when = parse_datetime(args[j].decode("ascii", "replace"))  # type: ignore[union-attr]
-            if when is None:
+        tok = args[j] if j < len(args) else None
+        if j + 1 < len(args) and isinstance(tok, bytes) and len(tok) < 64 and (
+                isinstance(args[j + 1], bytes) or args[j + 1] in ("UTF8", "utf8")):
+            when = parse_datetime(tok.decode("ascii", "replace"))
+            if when is None and (len(tok) < 40 and b"\n" not in tok):
                 raise ParseError("invalid date-time")
-            j += 1
+            if when is not None:
+                j += 1
         if j >= len(args):
             raise ParseError("APPEND needs a message literal")
         body = args[j]

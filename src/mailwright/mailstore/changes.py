@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mailwright.directory.errors import QuotaExceeded
 from mailwright.events.bus import Event
 from mailwright.mailstore import mailboxes, quota
-from mailwright.mailstore.messages import Stored, _thread_for, message_row
+from mailwright.mailstore.messages import Stored, _thread_for, message_row, virtual_size
 from mailwright.mailstore.mime import parse_message
 from mailwright.services import Services
 from mailwright.storage.models import Blob, MailboxEntry, Message, Principal, Tombstone, utcnow
@@ -48,7 +48,8 @@ async def append(svc: Services, principal_id: str, mailbox_id: int, raw: bytes, 
         if await s.get(Blob, digest) is None:
             s.add(Blob(hash=digest, size=len(raw)))
         thread_id = await _thread_for(s, principal_id, parsed)
-        msg = message_row(principal_id, digest, len(raw), parsed, internal_date or utcnow(), None, thread_id)
+        msg = message_row(principal_id, digest, len(raw), parsed, internal_date or utcnow(), None, thread_id,
+                          virtual_size(raw))
         s.add(msg)
         await s.flush()
         uid, modseq = await mailboxes.allocate(s, mailbox_id)

@@ -115,7 +115,8 @@ async def expunged_since(svc: Services, mailbox_id: int, since: int) -> list[int
 
 
 MESSAGE_COLUMNS = {
-    "message_id": Message.id, "size": Message.size, "internal_date": Message.internal_date,
+    "message_id": Message.id, "size": func.coalesce(Message.vsize, Message.size),
+    "internal_date": Message.internal_date,
     "envelope": Message.envelope, "bodystructure": Message.bodystructure, "body": Message.body,
     "blob_hash": Message.blob_hash, "header_size": Message.header_size, "sent_date": Message.sent_date,
     "search_text": Message.search_text, "base_subject": Message.base_subject, "subject": Message.subject,
@@ -161,7 +162,7 @@ async def status(svc: Services, box: BoxInfo) -> BoxStatus:
         r = (await s.execute(select(Mailbox.uidnext, Mailbox.highestmodseq).where(Mailbox.id == box.id))).first()
         flags = (await s.execute(select(MailboxEntry.flags).where(MailboxEntry.mailbox_id == box.id))).scalars().all()
         size = (await s.execute(
-            select(func.coalesce(func.sum(Message.size), 0)).select_from(MailboxEntry)
+            select(func.coalesce(func.sum(func.coalesce(Message.vsize, Message.size)), 0)).select_from(MailboxEntry)
             .join(Message, Message.id == MailboxEntry.message_id).where(MailboxEntry.mailbox_id == box.id)
         )).scalar_one()
     unseen = sum(1 for f in flags if "\\seen" not in f.lower())

@@ -62,12 +62,18 @@ async def _thread_for(session: AsyncSession, principal_id: str, parsed: ParsedMe
     return str(uuid.uuid4())
 
 
+def virtual_size(raw: bytes) -> int:
+    """The size IMAP reports (RFC822.SIZE): a bare LF counts as CRLF, as Dovecot counts it."""
+    return len(raw) + raw.count(b"\n") - raw.count(b"\r\n")
+
+
 def message_row(principal_id: str, blob_hash: str, raw_size: int, parsed: ParsedMessage,
-                internal_date: datetime, mail_from: str | None, thread_id: str) -> Message:
+                internal_date: datetime, mail_from: str | None, thread_id: str, vsize: int | None = None) -> Message:
     return Message(
         principal_id=principal_id,
         blob_hash=blob_hash,
         size=raw_size,
+        vsize=vsize,
         internal_date=internal_date,
         envelope=parsed.envelope,
         bodystructure=parsed.bodystructure,
@@ -115,7 +121,8 @@ async def deliver(
             if box is None:
                 continue
             thread_id = await _thread_for(s, t.principal_id, parsed)
-            msg = message_row(t.principal_id, digest, len(raw), parsed, when, mail_from, thread_id)
+            msg = message_row(t.principal_id, digest, len(raw), parsed, when, mail_from, thread_id,
+                              virtual_size(raw))
             s.add(msg)
             await s.flush()
             uid, modseq = await mailboxes.allocate(s, box)

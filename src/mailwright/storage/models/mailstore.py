@@ -48,6 +48,7 @@ class Message(Base):
     principal_id: Mapped[str] = mapped_column(ForeignKey("principals.id", ondelete="CASCADE"), index=True)
     blob_hash: Mapped[str] = mapped_column(String(64), index=True)
     size: Mapped[int] = mapped_column(BigInteger)
+    vsize: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # IMAP RFC822.SIZE: bare LF counted as CRLF
     internal_date: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     envelope: Mapped[str] = mapped_column(Text)
     bodystructure: Mapped[str] = mapped_column(Text)
