@@ -20,6 +20,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,7 +54,8 @@ def account(srv: InProcessServer, user: str = "alice") -> tuple[str, str]:
 
 def deliver(srv: InProcessServer, pid: str, raws: list[bytes], mailbox: str = "INBOX", flags: str = "") -> None:
     """Setup through the store's service (what the MX does after accepting a message)."""
-    from mailwright.mailstore.messages import Target, deliver as store
+    from mailwright.mailstore.messages import Target
+    from mailwright.mailstore.messages import deliver as store
 
     async def go(svc: object) -> None:
         for raw in raws:
@@ -99,6 +101,7 @@ def test_imaplib_scenario(server: InProcessServer) -> None:
     addr, pid = account(server)
     deliver(server, pid, [msg(1), msg(2), msg(3, "find the quokka")])
     c = imap(server, addr)
+    data: Any
     try:
         typ, caps = c.capability()
         assert typ == "OK" and b"IMAP4rev1" in caps[0]
@@ -110,7 +113,7 @@ def test_imaplib_scenario(server: InProcessServer) -> None:
         typ, data = c.search(None, "SUBJECT", "quokka")
         assert typ == "OK" and data[0] == b"3"
         typ, data = c.fetch("1", "(RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY.PEEK[TEXT])")
-        assert typ == "OK" and b"Body of message 1." in data[0][1]  # type: ignore[index]
+        assert typ == "OK" and b"Body of message 1." in data[0][1]
         typ, _ = c.append("INBOX", "(\\Flagged)", imaplib.Time2Internaldate(time.time()), msg(4, "appended"))
         assert typ == "OK"
         c.noop()
