@@ -130,18 +130,22 @@ async def _is_dsn(svc: Services, msg: Message) -> bool:
             and (h.get_param("report-type") or "").lower() == "delivery-status")  # type: ignore[union-attr]
 
 
-async def describe(svc: Services, ev: Event) -> MailEvent | None:
-    """The API-level mail event a bus event means, or None (flags, expunges, other mailboxes)."""
+async def describe(svc: Services, ev: Event, accept: Callable[[Principal], bool] | None = None
+                   ) -> MailEvent | None:
+    """The API-level mail event a bus event means, or None (flags, expunges, other mailboxes,
+    or an account `accept` turns down — checked before the message is read)."""
     if ev.type not in ("message.added", "message.sent"):
         return None
     mid = ev.data.get("message_id")
     if not isinstance(mid, int):
         return None
     async with svc.db.read() as s:
-        msg = await s.get(Message, mid)
         p = await s.get(Principal, ev.principal_id)
+        if p is None or (accept is not None and not accept(p)):
+            return None
+        msg = await s.get(Message, mid)
         box = await s.get(Mailbox, ev.mailbox_id) if ev.mailbox_id is not None else None
-    if msg is None or p is None:
+    if msg is None:
         return None
     if ev.type == "message.added":
         if box is None or box.name != "INBOX":
@@ -212,7 +216,7 @@ async def mail_events(svc: Services, scope: Scope, types: set[str] | None = None
         while True:
             ev = await q.get()
             try:
-                me = await describe(svc, ev)
+                me = await describe(svc, ev, lambda p: scope.covers(p.tenant_id, p.workspace_id, p.id))
             except Exception:  # noqa: BLE001 - one bad event must not end the stream
                 log.warning("cannot describe event", exc_info=True)
                 continue
@@ -351,6 +355,10 @@ def verify_signature(secret: str, header: str, body: bytes, *, tolerance: int = 
 # ------------------------------------------------------------------------------------------ dispatcher
 
 
+def _covered_by(scopes: list[Scope]) -> Callable[[Principal], bool]:
+    return lambda p: any(sc.covers(p.tenant_id, p.workspace_id, p.id) for sc in scopes)
+
+
 class WebhookDispatcher:
     """Background task: bus events -> delivery rows -> signed POSTs with retries."""
 
@@ -391,9 +399,13 @@ class WebhookDispatcher:
         while True:
             ev = await q.get()
             try:
-                if ev.type not in ("message.added", "message.sent") or not await self._hooks():
+                if ev.type not in ("message.added", "message.sent"):
                     continue
-                me = await describe(self.svc, ev)
+                hooks = await self._hooks()
+                if not hooks:
+                    continue
+                scopes = [Scope(h[1], h[2], h[3]) for h in hooks]
+                me = await describe(self.svc, ev, _covered_by(scopes))
                 if me is not None:
                     await self.enqueue(me)
             except asyncio.CancelledError:
