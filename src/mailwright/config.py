@@ -95,6 +95,15 @@ class Settings(BaseSettings):
     agent_default_domain: str = ""
     webhook_retry_base_seconds: float = 10.0
     webhook_max_attempts: int = 8
+    # Self-service mailboxes (mail.cx dialect): JWT signing secret ("" = <data_dir>/jwt.key), the
+    # quota of a signed-up account, anonymous sign-up/sign-in rates per client IP per minute,
+    # accounts one IP may create per day (0 = unlimited), custom domains per Pro user.
+    jwt_secret: str = ""
+    selfservice_quota_bytes: int = 41943040
+    signup_rate_per_minute: int = 10
+    token_rate_per_minute: int = 30
+    signup_max_per_ip_per_day: int = 50
+    pro_max_domains: int = 5
     log_level: str = "info"
     log_json: bool = False
 

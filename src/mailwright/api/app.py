@@ -45,6 +45,11 @@ def create_app(svc: Services) -> FastAPI:
     from mailwright.api import agent
 
     app.include_router(agent.router)
+    from mailwright.api import mailcx
+    from mailwright.api.mailcx import pro as mailcx_pro
+
+    app.include_router(mailcx.router)
+    app.include_router(mailcx_pro.router)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
