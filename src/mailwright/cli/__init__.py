@@ -25,6 +25,10 @@ app.command("dns")(dns.dns_command)
 app.add_typer(reseller.app, name="reseller")
 app.add_typer(queue.app, name="queue")
 app.add_typer(tenant.app, name="tenant")
+from mailwright.cli import selfservice, system_domain  # noqa: E402 - self-service (mail.cx)
+
+app.add_typer(system_domain.app, name="system-domain")
+app.add_typer(selfservice.app, name="selfservice")
 
 
 def main() -> None:
