@@ -196,10 +196,23 @@ def test_key_tier_matrix(server: InProcessServer) -> None:
                 assert [w["id"] for w in r.json()["workspaces"]] == [ws["id"]]
             code = api.get(f"/v1/workspaces/{b['defaultWorkspaceId']}").status_code
             assert code == (200 if tier == "sa" else 403 if tier == "ak" else 404), tier
-    # No key / a bad key.
+    # No key / a bad key / a key of another dialect.
     assert httpx.get(server.base_url + "/v1/inboxes").status_code == 401
     r = httpx.get(server.base_url + "/v1/inboxes", headers={"X-API-Key": "tk_nope"})
     assert r.status_code == 401 and r.json()["code"] == "UNAUTHORIZED"
+
+    async def foreign_keys(svc: object) -> list[str]:
+        from mailwright.directory import apikeys
+
+        async with svc.db.write() as s:  # type: ignore[attr-defined]
+            _, pro = await apikeys.create_key(s, prefix="tm_pro_", tenant_id=a["id"])
+            _, mxm = await apikeys.create_key(s, prefix="mxm_", tenant_id=a["id"], permissions={})
+        return [pro, mxm]
+    for key in server.run(foreign_keys):
+        r = httpx.get(server.base_url + "/v1/inboxes", headers={"X-API-Key": key})
+        assert r.status_code == 403 and r.json()["code"] == "FORBIDDEN", key[:7]
+    paths = httpx.get(server.base_url + "/api/openapi.json").json()["paths"]
+    assert {"/v1/inboxes", "/v1/inboxes/{inbox_id}/send", "/v1/webhooks", "/v1/events"} <= set(paths)
 
 
 def test_tenants_and_workspace_keys(server: InProcessServer) -> None:
