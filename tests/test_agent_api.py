@@ -461,11 +461,20 @@ def test_idempotency_key(server: InProcessServer) -> None:
                    if m["direction"] == "inbound"]
         assert len(inbound) == 1
         # Every create honours it: workspaces, keys, webhooks, drafts, tenants.
+        ws_id = t["defaultWorkspaceId"]
         for path, body in [("/v1/workspaces", {"name": "w"}), ("/v1/webhooks", {"url": "http://127.0.0.1:9/x"}),
-                           (f"/v1/inboxes/{a['id']}/drafts", {"subject": "d"})]:
+                           (f"/v1/inboxes/{a['id']}/drafts", {"to": a["email"], "subject": "d"}),
+                           (f"/v1/workspaces/{ws_id}/keys", {"name": "k"})]:
             x1 = api.post(path, json=body, headers={"Idempotency-Key": "k-" + path})
             x2 = api.post(path, json=body, headers={"Idempotency-Key": "k-" + path})
             assert x1.status_code == 201 and x1.json() == x2.json(), path
+        assert len(api.get("/v1/webhooks").json()["webhooks"]) == 1
+        assert len(api.get(f"/v1/workspaces/{ws_id}/keys").json()["keys"]) == 1
+        # Draft send: the retry gets the first answer, not "draft not found".
+        did = api.get(f"/v1/inboxes/{a['id']}/drafts").json()["drafts"][0]["id"]
+        d1 = api.post(f"/v1/inboxes/{a['id']}/drafts/{did}/send", headers={"Idempotency-Key": "ds"})
+        d2 = api.post(f"/v1/inboxes/{a['id']}/drafts/{did}/send", headers={"Idempotency-Key": "ds"})
+        assert d1.status_code == d2.status_code == 200 and d1.json() == d2.json()
         # Another key with the same Idempotency-Key is a different request.
         other = make_tenant(server, "idem-2")
     with client(server, other["apiKey"]) as api:
