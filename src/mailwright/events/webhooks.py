@@ -20,7 +20,9 @@ Receivers recompute the HMAC over the raw body bytes and reject a `t` older than
 (replay protection; the signature is recomputed for every attempt). A 2xx ends it; anything else
 (or no answer in 10 s) is retried with exponential backoff (base * 2^(n-1), +-10 % jitter) up
 to `webhook_max_attempts`, then the delivery is marked failed. Rows stay as the delivery log.
-Pending rows survive a restart. What is not durable: a bus event seen by no running node
+Pending rows survive a restart. Each node caches the webhook list for 5 s (so mail to tenants
+without webhooks costs nothing): a webhook registered through another node starts receiving
+within 5 s; one registered through this node at once. What is not durable: a bus event seen by no running node
 (between a message's commit and the enqueue, the node crashed) is not replayed.
 The secret must be usable to sign, so it is stored as is (like Stripe's `whsec_`) and shown by
 the API only at creation and rotation. URLs may point anywhere http(s), loopback included:
