@@ -322,6 +322,49 @@ def test_address_parsing_like_dovecot(value: str, expected: list[tuple[str | Non
     assert mime._parse_addresses_slow(value) == expected
 
 
+def test_address_fast_path_agrees_with_full_parser() -> None:
+    """The regex fast path for common address shapes must give exactly what the Dovecot-emulating
+    character parser gives (it only exists for speed)."""
+    rnd = random.Random(5)
+    pieces = [
+        "a@b.example",
+        "John <j@x.org>",
+        '"Doe, John" <John.Doe@Example.COM>',
+        "x.y@z",
+        ".com@x",
+        "a.@b",
+        "<a@b>",
+        "Jörg <j@ü.de>",
+        "=?utf-8?q?x?= <a@b>",
+        '"q\\"x" <a@b>',
+        "a@b.",
+        "a@b..c",
+        "a b@c",
+        "Joe Q. Public <a@b>",
+        '"a"b <c@d>',
+        "Name<a@b>",
+        " a@b ",
+        "\n a@b",
+        '"fold\n x" <a@b>',
+        "a@b(c)",
+        "a@[1.2.3.4]",
+        '"" <a@b>',
+        "x@y z",
+        ".a <b@c>",
+        "a..b@c",
+        '"\\\\" <a@b>',
+    ]
+    seps = [", ", ",", " , ", ",\n ", ",,", ""]
+    used = 0
+    for _ in range(3000):
+        v = "".join(rnd.choice(pieces) + rnd.choice(seps) for _ in range(rnd.randrange(1, 4)))
+        fast = mime._fast_addresses(v) if v.strip() else None
+        if fast:
+            used += 1
+            assert fast == mime._parse_addresses_slow(v), v
+    assert used > 300
+
+
 def test_params_and_broken_content_types() -> None:
     pm = parse_message(raw_of("22_params.eml"))
     # checked against Dovecot 2.3.19: case kept as given, RFC 2231 continuations merged,
