@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import httpx
+import pytest
+from argon2 import PasswordHasher
 
 from tests.support.management import add_account, add_domain, client, make_tenant
 from tests.support.server import InProcessServer
@@ -210,3 +212,64 @@ def test_concurrent_creates_of_one_address_give_one_winner(server: InProcessServ
     with ThreadPoolExecutor(8) as pool:
         codes = list(pool.map(post, [body] * 8))
     assert sorted(codes) == [200] + [409] * 7
+
+
+WEIRD_VALUES: list[object] = [None, True, -1, 2**70, 1.5, "", "\x00", "a" * 5000, "@", "a@b", "a@b..com",
+                              "a b@c.test", [None], {"a": 1}, ["x@y.test", 5], "a@\U0001f642.example"]
+
+
+PREHASHED = PasswordHasher(time_cost=1, memory_cost=1024).hash("long enough pw")  # no hashing per request
+
+
+@pytest.mark.timeout(400)  # a few hundred requests: seconds on an idle machine, slower on a busy CI box
+def test_no_input_makes_a_500(server: InProcessServer) -> None:
+    """Every field of every write route, given odd values: a 4xx in the dialect's shape, never a 5xx."""
+    _, key = make_tenant(server, "fuzz")
+    with client(server, key) as api:
+        add_domain(api, "fuzz.test")
+        add_account(api, "f@fuzz.test", "long enough pw")
+        assert api.post("/api/principal", json={"name": "fl@fuzz.test", "type": "list",
+                                                "members": ["f@fuzz.test"]}).status_code == 200
+        base = {
+            "domain": {"name": "other-fuzz.test", "type": "domain", "description": "d"},
+            "individual": {"name": "n@fuzz.test", "type": "individual", "secrets": [PREHASHED],
+                           "emails": ["n@fuzz.test"], "description": "d", "quota": 0},
+            "list": {"name": "l@fuzz.test", "type": "list", "members": ["f@fuzz.test"]},
+            "dkim": {"id": "k", "algorithm": "ed25519-sha256", "domain": "fuzz.test", "selector": "s"},
+        }
+        seen = 0
+        for kind, body in base.items():
+            path = "/api/dkim" if kind == "dkim" else "/api/principal"
+            for field in body:
+                for value in WEIRD_VALUES:
+                    if kind == "dkim" and field == "algorithm" and value is None:
+                        continue  # None = the default algorithm: a valid, slow RSA key generation
+                    r = api.post(path, json={**body, field: value})
+                    assert r.status_code < 500, (kind, field, value, r.text)
+                    assert "error" in r.json() or r.status_code == 200
+                    if r.status_code == 200:  # undo, so the next case meets the same state
+                        if kind == "dkim":
+                            api.delete("/api/dkim/fuzz.test/" + str(api.get("/api/dkim/fuzz.test").json()
+                                                                   ["data"][-1]["selector"]))
+                        else:
+                            api.delete(f"/api/principal/{r.json()['data']}")
+                            for name in ("other-fuzz.test", "n@fuzz.test", "l@fuzz.test"):
+                                api.delete(f"/api/principal/{name}")
+                    seen += 1
+        patch_fields = {"f@fuzz.test": ("secrets", "emails", "description", "quota", "name", "roles"),
+                        "fl@fuzz.test": ("members", "emails", "secrets"), "fuzz.test": ("description", "catchAll")}
+        for target, fields in patch_fields.items():
+            for field in fields:
+                for value in WEIRD_VALUES[::2] if target != "f@fuzz.test" else WEIRD_VALUES:
+                    r = api.patch(f"/api/principal/{target}", json={field: value})
+                    assert r.status_code < 500, (target, field, value, r.text)
+                    r = api.patch(f"/api/principal/{target}", json=[{"action": "addItem", "field": field,
+                                                                      "value": value}])
+                    assert r.status_code < 500, (target, field, value, r.text)
+                    seen += 1
+        for path in ("/api/principal/%00", "/api/principal/" + "a" * 3000, "/api/dns/..", "/api/dns/a..b",
+                     "/api/dkim/%F0%9F%99%82", "/api/principal/%C3%BC", "/api/dns/records/-x-.test"):
+            for method in ("GET", "PATCH", "DELETE"):
+                r = api.request(method, path, json={"description": "x"} if method == "PATCH" else None)
+                assert r.status_code < 500, (method, path, r.text)
+        assert seen > 100

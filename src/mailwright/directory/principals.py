@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from mailwright.services import Services
 
 PRINCIPAL_TYPES = ("individual", "list")
+MAX_QUOTA = 2**63 - 1  # a BIGINT column
 
 
 @dataclass
@@ -140,10 +141,13 @@ async def create_principal(
     members = [normalize_address(m, field="members") for m in (spec.members or [])]
     if spec.type == "individual" and members:
         raise Invalid("an individual has no members; create a list", field="members")
+    if spec.type == "list" and spec.secrets:
+        raise Invalid("a list has no password (it cannot log in)", field="secrets")
     if spec.type == "list" and not emails:
         raise Invalid("a list needs an address: name it user@domain or give emails", field="emails")
     hashes = await hash_secrets(spec.secrets or [], password_min_length)
-    if spec.quota is not None and (not isinstance(spec.quota, int) or spec.quota < 0):
+    if spec.quota is not None and (isinstance(spec.quota, bool) or not isinstance(spec.quota, int)
+                                   or not 0 <= spec.quota <= MAX_QUOTA):
         raise Invalid("quota must be a non-negative integer (bytes)", field="quota", value=spec.quota)
 
     from mailwright.mailstore import mailboxes  # the mailstore owns mailbox creation
@@ -316,7 +320,7 @@ async def _apply(s: AsyncSession, p: Principal, c: Change, hashes: list[str] | N
             raise Invalid("description must be a string", field="description")
         p.description = c.value
     elif c.field == "quota":
-        if isinstance(c.value, bool) or not isinstance(c.value, int) or c.value < 0:
+        if isinstance(c.value, bool) or not isinstance(c.value, int) or not 0 <= c.value <= MAX_QUOTA:
             raise Invalid("quota must be a non-negative integer (bytes)", field="quota")
         p.quota_bytes = c.value
     elif c.field == "name":
@@ -336,6 +340,8 @@ async def _apply(s: AsyncSession, p: Principal, c: Change, hashes: list[str] | N
         elif c.action == "removeItem" and p.role in roles:
             p.role = "user"
     elif c.field == "secrets":
+        if p.type != "individual":
+            raise Invalid("a list has no password (it cannot log in)", field="secrets")
         await _change_secrets(s, p, c, hashes or [])
     elif c.field == "emails":
         await _change_emails(s, p, c)

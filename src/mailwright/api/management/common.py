@@ -174,8 +174,8 @@ def want_int(body: dict[str, Any], field: str) -> int | None:
     value = body.get(field)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise DialectError("invalid", f"field {field!r} must be a non-negative integer", field=field)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        raise DialectError("invalid", f"field {field!r} must be a non-negative 64-bit integer", field=field)
     return value
 
 
@@ -196,6 +196,6 @@ def query_int(request: Request, name: str, default: int | None) -> int | None:
         value = int(raw)
     except ValueError:
         raise DialectError("invalid", f"query parameter {name!r} must be an integer", field=name) from None
-    if value < 0:
-        raise DialectError("invalid", f"query parameter {name!r} must not be negative", field=name)
+    if not 0 <= value < 2**31:
+        raise DialectError("invalid", f"query parameter {name!r} is out of range", field=name)
     return value
