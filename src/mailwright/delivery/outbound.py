@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import aiosmtplib
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import or_, select, update
 
 from mailwright.directory import routing
 from mailwright.directory.errors import Invalid
@@ -52,7 +52,7 @@ from mailwright.storage.models import Blob, Domain, QueuedMessage, QueuedRecipie
 
 from . import dsn as dsn_mod
 from .mx import DestinationError, Hop, destinations
-from .queue import drop, wakeup_event
+from .queue import drop_many, wakeup_event
 from .srs import is_srs, srs_reverse, srs_secret
 
 __all__ = ["LEASE", "QueueRunner", "start_runner"]
@@ -454,50 +454,73 @@ class QueueRunner:
                                     original=blobs.get(job.blob_hash) or b"", failures=failed,
                                     arrival=job.created_at, queue_id=job.id)
             dsns[job.id] = (to, await self.svc.blobs.put(raw), len(raw))
+        # Recipients sharing an outcome are updated together: a batch of 500 is a handful of
+        # statements, not thousands (each one is a round trip to the database).
+        groups: dict[tuple[str, str, str | None, int], list[int]] = {}
+        for job in jobs:
+            for r in job.rcpts:
+                o = final[r.id]
+                groups.setdefault((o.kind, o.text, o.remote_mta, r.attempts), []).append(r.id)
+        all_ids = [r.id for job in jobs for r in job.rcpts]
         freed: list[str] = []
         new_dsn = False
         async with self.svc.db.write() as s:
-            for job in jobs:
-                failed_here = False
-                for r in job.rcpts:
-                    o = final[r.id]
-                    mine = (QueuedRecipient.id == r.id, QueuedRecipient.lease_token == token)
-                    if o.kind == "hold":
-                        values: dict[str, object] = {"next_attempt_at": now + self._backoff(1), "last_error": o.text}
-                    elif o.kind == "sent":
-                        values = {"status": "sent", "attempts": r.attempts + 1, "last_error": None}
-                    elif o.kind == "perm":
-                        values = {"status": "failed", "attempts": r.attempts + 1, "last_error": o.text}
-                    else:
-                        values = {"attempts": r.attempts + 1, "last_error": o.text,
-                                  "next_attempt_at": now + self._backoff(r.attempts + 1)}
-                    values.update(lease_until=None, lease_token=None, remote_mta=o.remote_mta, updated_at=now)
-                    res = await s.execute(update(QueuedRecipient).where(*mine).values(**values))
-                    owned: int = getattr(res, "rowcount", 1)
-                    if o.kind == "perm" and owned:
-                        failed_here = True
-                if failed_here and job.id in dsns:
-                    to, digest, size = dsns[job.id]
-                    if await s.get(Blob, digest) is None:
-                        s.add(Blob(hash=digest, size=size))
-                    bounce = QueuedMessage(tenant_id=job.tenant_id, principal_id=None, blob_hash=digest, size=size,
-                                           mail_from="", kind="dsn", created_at=now,
-                                           expires_at=now + timedelta(seconds=self.svc.settings.queue_lifetime_seconds))
-                    s.add(bounce)
-                    await s.flush()
-                    s.add(QueuedRecipient(queue_id=bounce.id, rcpt=to, domain=to.rpartition("@")[2].lower(),
-                                          status="pending", attempts=0, next_attempt_at=now, updated_at=now))
+            owned: set[int] = set()
+            for chunk in _chunks(all_ids):
+                owned |= set((await s.execute(select(QueuedRecipient.id).where(
+                    QueuedRecipient.id.in_(chunk), QueuedRecipient.lease_token == token))).scalars())
+            for (kind, text, remote_mta, attempts), ids in groups.items():
+                ids = [i for i in ids if i in owned]
+                if not ids:
+                    continue
+                if kind == "hold":
+                    values: dict[str, object] = {"next_attempt_at": now + self._backoff(1), "last_error": text}
+                elif kind == "sent":
+                    values = {"status": "sent", "attempts": attempts + 1, "last_error": None}
+                elif kind == "perm":
+                    values = {"status": "failed", "attempts": attempts + 1, "last_error": text}
+                else:
+                    values = {"attempts": attempts + 1, "last_error": text,
+                              "next_attempt_at": now + self._backoff(attempts + 1)}
+                values.update(lease_until=None, lease_token=None, remote_mta=remote_mta, updated_at=now)
+                for chunk in _chunks(ids):
                     await s.execute(update(QueuedRecipient).where(
-                        QueuedRecipient.queue_id == job.id, QueuedRecipient.status == "failed"
-                    ).values(dsn_sent=True))
-                    new_dsn = True
-                pending = (await s.execute(select(func.count()).select_from(QueuedRecipient).where(
-                    QueuedRecipient.queue_id == job.id, QueuedRecipient.status == "pending"))).scalar_one()
-                if not pending:
-                    freed += await drop(s, job.id, job.blob_hash)
+                        QueuedRecipient.id.in_(chunk), QueuedRecipient.lease_token == token).values(**values))
+            for job in jobs:
+                failed_here = any(final[r.id].kind == "perm" and r.id in owned for r in job.rcpts)
+                if not (failed_here and job.id in dsns):
+                    continue
+                to, digest, size = dsns[job.id]
+                if await s.get(Blob, digest) is None:
+                    s.add(Blob(hash=digest, size=size))
+                bounce = QueuedMessage(tenant_id=job.tenant_id, principal_id=None, blob_hash=digest, size=size,
+                                       mail_from="", kind="dsn", created_at=now,
+                                       expires_at=now + timedelta(seconds=self.svc.settings.queue_lifetime_seconds))
+                s.add(bounce)
+                await s.flush()
+                s.add(QueuedRecipient(queue_id=bounce.id, rcpt=to, domain=to.rpartition("@")[2].lower(),
+                                      status="pending", attempts=0, next_attempt_at=now, updated_at=now))
+                await s.execute(update(QueuedRecipient).where(
+                    QueuedRecipient.queue_id == job.id, QueuedRecipient.status == "failed"
+                ).values(dsn_sent=True))
+                new_dsn = True
+            job_ids = [j.id for j in jobs]
+            busy: set[int] = set()
+            for chunk in _chunks(job_ids):
+                busy |= set((await s.execute(select(QueuedRecipient.queue_id).where(
+                    QueuedRecipient.queue_id.in_(chunk), QueuedRecipient.status == "pending"
+                ).distinct())).scalars())
+            done = [j for j in jobs if j.id not in busy]
+            if done:
+                freed = await drop_many(s, [(j.id, j.blob_hash) for j in done])
         remove_blob_files(self.svc, freed)
         if new_dsn:
             wakeup_event(self.svc).set()
+
+
+def _chunks(ids: list[int], size: int = 500) -> list[list[int]]:
+    """IN-lists of bounded length (SQLite limits bound parameters per statement)."""
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
 
 
 async def start_runner(svc: Services) -> asyncio.Task[None]:

@@ -208,6 +208,16 @@ async def delete_message(svc: Services, queue_id: int, tenant_id: str | None = N
 
 async def drop(s: AsyncSession, queue_id: int, blob_hash: str) -> list[str]:
     """Delete a message row and its recipients; returns blob hashes to remove after the commit."""
-    await s.execute(delete(QueuedRecipient).where(QueuedRecipient.queue_id == queue_id))
-    await s.execute(delete(QueuedMessage).where(QueuedMessage.id == queue_id))
-    return await unreferenced_blobs(s, {blob_hash})
+    return await drop_many(s, [(queue_id, blob_hash)])
+
+
+async def drop_many(s: AsyncSession, items: list[tuple[int, str]]) -> list[str]:
+    """`drop` for many messages in a few statements."""
+    freed: list[str] = []
+    for i in range(0, len(items), 500):
+        chunk = items[i : i + 500]
+        ids = [qid for qid, _ in chunk]
+        await s.execute(delete(QueuedRecipient).where(QueuedRecipient.queue_id.in_(ids)))
+        await s.execute(delete(QueuedMessage).where(QueuedMessage.id.in_(ids)))
+        freed += await unreferenced_blobs(s, {h for _, h in chunk})
+    return freed
