@@ -14,7 +14,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from mailwright.api.auth import key_context, services
+from mailwright.api import ratelimit
+from mailwright.api.auth import client_ip, key_context, services
 from mailwright.api.management.common import error, from_service_error
 from mailwright.delivery import queue
 from mailwright.directory import tenants
@@ -25,6 +26,11 @@ router = APIRouter(prefix="/api/queue", tags=["queue"])
 async def _scope(request: Request) -> str | None | JSONResponse:
     """None = all tenants (platform), a tenant id, or the error response to send."""
     ctx = await key_context(request)
+    bucket = f"key:{ctx.key_id or ctx.prefix}" if ctx is not None else f"ip:{client_ip(request)}"
+    wait = ratelimit.check(request, bucket)  # the management dialect's per-key budget
+    if wait is not None:
+        return error("tooManyRequests", 429, f"rate limit exceeded, retry in {int(wait)} s",
+                     headers={"Retry-After": str(int(wait))})
     if ctx is None:
         return error("unauthorized", 401, "missing, invalid, expired or revoked API key",
                      headers={"WWW-Authenticate": "Bearer"})
