@@ -31,6 +31,7 @@ Normalisation (each rule is an RFC freedom, see docs/imap-differences.md):
   numbers are sorted; strings compare by content (quoted = literal); mailbox names too, and
   INBOX case-insensitively; INTERNALDATE compares as an instant (UTC); ID contents are erased;
 - LIST attributes that RFC 5258/6154 make optional unless asked for are dropped;
+- untagged FETCH data of a FETCH that fails (NO/BAD) is dropped;
 - adjacent `* n EXPUNGE` become the set of messages they remove (any order is valid);
 - untagged responses to SELECT/EXAMINE/LIST/LSUB/STATUS/FETCH/STORE/CAPABILITY/LOGIN/ENABLE
   are sorted within the command.
@@ -524,10 +525,21 @@ class SessionPlayer:
             if state == "cont":
                 self.pending[conn] = tag
             self._filter_list(start, line)
+            self._drop_failed_fetch(start, verb)
             self._sort_block(start, verb)
             return
         if self.read_until_done(conn, tag, c) == "cont":
             self.pending[conn] = tag
+
+    def _drop_failed_fetch(self, start: int, verb: str) -> None:
+        """A FETCH that ends in NO/BAD: its partial untagged FETCH data (how far a server got
+        before failing, e.g. Dovecot's `* n FETCH (UID n)`) is not compared, only the status."""
+        if verb.split(" ")[0] != "FETCH" and not verb.startswith("UID FETCH"):
+            return
+        block = self.t.lines[start:]
+        if not block or not re.search(r"^\S+< [^*+ ]\S* (NO|BAD)", block[-1]):
+            return
+        self.t.lines[start:] = [x for x in block if not re.match(r"^\S+< \* \d+ FETCH ", x)]
 
     def _filter_list(self, start: int, line: str) -> None:
         """Drop LIST attributes the server MAY but need not return (RFC 5258 4, RFC 6154 2).
