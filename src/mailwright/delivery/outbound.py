@@ -237,7 +237,9 @@ class QueueRunner:
         if not domains:
             return set()
         async with self.svc.db.read() as s:
-            return set((await s.execute(select(Domain.name).where(Domain.name.in_(domains)))).scalars())
+            # a self-service custom domain pending verification is not ours (directory/routing.py)
+            return set((await s.execute(select(Domain.name).where(
+                Domain.name.in_(domains), or_(Domain.verified.is_(True), Domain.verify_token.is_(None))))).scalars())
 
     # -- local --------------------------------------------------------------------------------
 

@@ -243,7 +243,7 @@ async def _check_member(session: AsyncSession, member: str, tenant_id: str | Non
     anything else is an external forward target."""
     _, domain_name = split_address(member)
     dom = (await session.execute(select(Domain).where(Domain.name == domain_name))).scalar_one_or_none()
-    if dom is None:
+    if dom is None or (not dom.verified and dom.verify_token is not None):  # pending claim: not hosted
         return
     if dom.tenant_id != tenant_id:
         raise Invalid(f"member {member} is in a domain of another tenant", field="members", value=member)

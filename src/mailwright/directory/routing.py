@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailwright.directory.domains import is_retired
@@ -86,6 +86,7 @@ async def _expand(session: AsyncSession, p: Principal, route: Route, depth: int,
             await _expand(session, target, route, depth + 1, seen)
             continue
         _, _, mdomain = member.rpartition("@")
-        hosted = (await session.execute(select(Domain.id).where(Domain.name == mdomain))).first()
+        hosted = (await session.execute(select(Domain.id).where(
+            Domain.name == mdomain, or_(Domain.verified.is_(True), Domain.verify_token.is_(None))))).first()
         if hosted is None and member not in route.forwards:
             route.forwards.append(member)

@@ -25,7 +25,9 @@ Decisions:
   `mx_configured` at each check, as the reference service does, but does not gate verification
   (mail simply does not arrive until it is right). A pending domain is not hosted: routing
   treats it as relay and sign-up on it answers `invalid_domain`. At most `pro_max_domains`
-  domains per Pro user (`domain_limit_reached`).
+  domains per Pro user (`domain_limit_reached`). Names are unique platform-wide, so a pending
+  claim blocks others: one left unverified for 72 hours is released to the next Pro user who
+  adds the name (a squatter cannot hold someone else's domain; the real owner can prove it).
 * **Sign-in (`/api/token`)** only for self-service accounts (tenant None, or a Pro tenant's):
   the accounts of management/agent tenants keep their own dialects.
 * **Deleting an account** removes its principal, mail and unreferenced blobs; deleting a Pro
@@ -39,6 +41,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, func, select
@@ -58,6 +61,7 @@ if TYPE_CHECKING:
 PASSWORD_MIN = 6
 PRO_PREFIX = "tm_pro_"
 TXT_PREFIX = "mailwright-verification="
+PENDING_CLAIM_TTL = timedelta(hours=72)
 
 
 class SelfServiceError(DirectoryError):
@@ -302,6 +306,11 @@ async def add_custom_domain(svc: Services, pro: ProContext, name: object) -> Dom
         if svc.settings.pro_max_domains and n >= svc.settings.pro_max_domains:
             raise SelfServiceError("domain_limit_reached",
                                    f"at most {svc.settings.pro_max_domains} custom domains per Pro account")
+        existing = await domains.find_domain(s, canonical)
+        if (existing is not None and is_pending(existing) and existing.tenant_id != pro.tenant_id
+                and existing.created_at is not None and utcnow() - existing.created_at > PENDING_CLAIM_TTL):
+            await s.delete(existing)  # a stale unproven claim does not block the real owner
+            await s.flush()
         try:
             dom = await domains.create_domain(s, pro.tenant_id, canonical)
         except AlreadyExists:
