@@ -524,3 +524,19 @@ def test_paused_inbox_cannot_send_or_log_in(server: InProcessServer) -> None:
     with client(server, a["apiKey"]) as api:
         r = api.post(f"/v1/inboxes/{a['id']}/send", json={"to": a["email"], "plainBody": "x"})
         assert r.status_code == 200 and r.json()["status"] == "sent"
+
+
+def test_send_over_the_size_limit(tmp_path: object, database_url: str) -> None:
+    from pathlib import Path
+
+    srv = InProcessServer(Path(str(tmp_path)) / "d3", database_url, max_message_size=20_000).start()
+    try:
+        t = make_tenant(srv, "sizes")
+        a = make_inbox(srv, t["apiKey"], "a")
+        with client(srv, a["apiKey"]) as api:
+            r = api.post(f"/v1/inboxes/{a['id']}/send", json={"to": a["email"], "plainBody": "x" * 30_000})
+            assert r.status_code == 400 and "size limit" in r.json()["error"]
+            r = api.post(f"/v1/inboxes/{a['id']}/send", json={"to": a["email"], "plainBody": "x" * 10_000})
+            assert r.status_code == 200
+    finally:
+        srv.stop()

@@ -123,6 +123,8 @@ async def send(svc: Services, account: Account, sender: str, display_name: str |
     from mailwright.mailstore.api_views import find_by_header_id
 
     raw, mid = compose(sender, display_name, d, hostname=svc.settings.hostname, parent=parent)
+    if len(raw) > svc.settings.max_message_size:  # what SMTP SIZE would refuse (552 5.3.4)
+        raise Invalid(f"message exceeds the size limit of {svc.settings.max_message_size} bytes", field="plainBody")
     rcpts = list(dict.fromkeys([*d.to, *d.cc, *d.bcc]))
     result = await submit(svc, account, sender, rcpts, raw, save_sent=True, client_ip=client_ip, protocol="HTTPS")
     copy = await _sent_copy(svc, account.principal_id, result.message_id) or await find_by_header_id(
