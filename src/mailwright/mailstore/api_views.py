@@ -211,3 +211,23 @@ async def remove_entry(svc: Services, principal_id: str, mailbox_id: int, uid: i
     (two concurrent removals: exactly one wins — how a draft is claimed before sending)."""
     await changes.store_flags(svc, principal_id, mailbox_id, [uid], "add", ["\\Deleted"])
     return uid in await changes.expunge(svc, principal_id, mailbox_id, [uid])
+
+
+async def _entries_of(svc: Services, principal_id: str, message_id: int) -> list[tuple[int, int]]:
+    q = (select(MailboxEntry.mailbox_id, MailboxEntry.uid).join(Mailbox, Mailbox.id == MailboxEntry.mailbox_id)
+         .where(MailboxEntry.message_id == message_id, Mailbox.principal_id == principal_id))
+    async with svc.db.read() as s:
+        return [(int(b), int(u)) for b, u in (await s.execute(q)).all()]
+
+
+async def set_seen(svc: Services, principal_id: str, message_id: int, seen: bool) -> None:
+    """Set or clear \\Seen wherever the message is filed (modseq bumped: IMAP clients see it)."""
+    for box, uid in await _entries_of(svc, principal_id, message_id):
+        await changes.store_flags(svc, principal_id, box, [uid], "add" if seen else "remove", ["\\Seen"])
+
+
+async def delete_message(svc: Services, principal_id: str, message_id: int) -> None:
+    """Expunge the message from every mailbox of the account; the last removal frees the quota."""
+    for box, uid in await _entries_of(svc, principal_id, message_id):
+        await remove_entry(svc, principal_id, box, uid)
+

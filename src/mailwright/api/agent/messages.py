@@ -114,6 +114,39 @@ async def get_message(inbox_id: str, message_id: str, request: Request) -> Respo
     return await handle(go)
 
 
+@router.patch("/inboxes/{inbox_id}/messages/{message_id}")
+async def update_message(inbox_id: str, message_id: str, request: Request) -> Response:
+    """`{"read": true|false}`: the \\Seen flag IMAP clients see too."""
+    async def go() -> Response:
+        ctx = await require_key(request)
+        inbox = await inbox_for(request, inbox_id, ctx)
+        body = await json_object(request)
+        svc = services(request)
+        v = await message_view(svc, inbox, message_id)
+        read = body.get("read")
+        if not isinstance(read, bool):
+            raise ApiError(400, "INVALID_REQUEST", "read must be true or false", field="read")
+        await api_views.set_seen(svc, inbox.id, v.message.id, read)
+        v2 = await message_view(svc, inbox, message_id)
+        return JSONResponse(summary(inbox, v2))
+
+    return await handle(go)
+
+
+@router.delete("/inboxes/{inbox_id}/messages/{message_id}")
+async def delete_message(inbox_id: str, message_id: str, request: Request) -> Response:
+    """Removes the message from every mailbox of the inbox (its quota is freed)."""
+    async def go() -> Response:
+        ctx = await require_key(request)
+        inbox = await inbox_for(request, inbox_id, ctx)
+        svc = services(request)
+        v = await message_view(svc, inbox, message_id)
+        await api_views.delete_message(svc, inbox.id, v.message.id)
+        return JSONResponse({"deleted": True, "id": message_id})
+
+    return await handle(go)
+
+
 @router.get("/inboxes/{inbox_id}/messages/{message_id}/raw")
 async def raw_message(inbox_id: str, message_id: str, request: Request) -> Response:
     async def go() -> Response:
