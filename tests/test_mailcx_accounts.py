@@ -93,6 +93,16 @@ def test_bad_tokens_and_bodies(server: InProcessServer) -> None:
         assert r.status_code == 401 and r.json()["error"] == "unauthorized", (tok, r.text)
     r = httpx.get(f"{base}/api/messages", headers=bearer("tk_unknown"))
     assert r.status_code == 401
+    # A stale mailbox JWT does not stop an anonymous sign-up; an unknown Pro token does.
+    r = httpx.post(f"{base}/api/accounts", json={"address": "y@mail.cx", "password": "supersecret"},
+                   headers=bearer("eyJhbGciOiJIUzI1NiJ9.e30.bad"))
+    assert r.status_code == 201, r.text
+    r = httpx.post(f"{base}/api/accounts", json={"address": "z@mail.cx", "password": "supersecret"},
+                   headers=bearer("tm_pro_unknown"))
+    assert r.status_code == 401 and r.json()["error"] == "unauthorized"
+    r = httpx.post(f"{base}/api/accounts", json={"address": "z@mail.cx", "password": "supersecret"},
+                   headers=bearer(acct["token"]))  # a plain mailbox's own token: like anonymous
+    assert r.status_code == 201, r.text
     r = httpx.post(f"{base}/api/accounts", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 400 and r.json()["error"] == "invalid_request"
     r = httpx.post(f"{base}/api/accounts", json={"address": 5, "password": "supersecret"})
@@ -161,3 +171,33 @@ def test_system_domain_admin_api(server: InProcessServer) -> None:
     assert httpx.get(f"{base}/api/me", headers=bearer(acct["token"])).status_code == 401
     r = httpx.post(f"{base}/api/accounts", json={"address": "b@free.example", "password": "supersecret"})
     assert r.status_code == 400 and r.json()["error"] == "invalid_address"
+
+
+def test_token_expiry_and_signing(server: InProcessServer) -> None:
+    import time
+
+    from mailwright.directory import jwt_tokens
+
+    add_system_domain(server, "mail.cx")
+    acct = sign_up(server, "exp@mail.cx")
+    assert server.svc is not None
+    st = server.svc.settings
+    base = server.base_url
+    fresh = jwt_tokens.issue(st, acct["id"], "exp@mail.cx")
+    assert httpx.get(f"{base}/api/me", headers=bearer(fresh)).status_code == 200
+    # Seven days of validity, then 401.
+    old = jwt_tokens.issue(st, acct["id"], "exp@mail.cx", now=time.time() - 7 * 24 * 3600 - 5)
+    r = httpx.get(f"{base}/api/me", headers=bearer(old))
+    assert r.status_code == 401 and r.json()["error"] == "unauthorized"
+    almost = jwt_tokens.issue(st, acct["id"], "exp@mail.cx", now=time.time() - 7 * 24 * 3600 + 60)
+    assert httpx.get(f"{base}/api/me", headers=bearer(almost)).status_code == 200
+    # Signed with another secret: refused. The key file persists for the next start.
+    import jwt as pyjwt
+
+    forged = pyjwt.encode({"sub": acct["id"], "iat": int(time.time()), "exp": int(time.time()) + 60},
+                          "not-the-secret-but-long-enough-for-hs256!", algorithm="HS256")
+    assert httpx.get(f"{base}/api/me", headers=bearer(forged)).status_code == 401
+    unsigned = pyjwt.encode({"sub": acct["id"], "iat": int(time.time()), "exp": int(time.time()) + 60},
+                            None, algorithm="none")
+    assert httpx.get(f"{base}/api/me", headers=bearer(unsigned)).status_code == 401
+    assert (st.data_dir / "jwt.key").exists()

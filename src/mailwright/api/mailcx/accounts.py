@@ -53,9 +53,10 @@ async def create_account(request: Request) -> Response:
         try:
             pro = await optional_pro(request)
         except McxError as exc:
-            if exc.code != "forbidden":
-                raise
-            pro = None  # a plain mailbox's own token: signs up like anyone else
+            token = presented_key(request) or ""
+            if exc.code != "forbidden" and not jwt_tokens.looks_like_jwt(token):
+                raise  # a bad or revoked Pro token: the caller meant Pro, say it failed
+            pro = None  # a mailbox's own (even stale) JWT: signs up like anyone else
         if pro is None:
             check_rate(request, "signup", svc.settings.signup_rate_per_minute)
             check_daily_cap(request)
