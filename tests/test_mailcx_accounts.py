@@ -201,3 +201,20 @@ def test_token_expiry_and_signing(server: InProcessServer) -> None:
                             None, algorithm="none")
     assert httpx.get(f"{base}/api/me", headers=bearer(unsigned)).status_code == 401
     assert (st.data_dir / "jwt.key").exists()
+
+
+def test_concurrent_sign_ups_of_one_address(server: InProcessServer) -> None:
+    """Racing sign-ups for one address: exactly one 201, the others 409 address_taken, no 500."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    add_system_domain(server, "mail.cx")
+
+    def attempt(_: int) -> httpx.Response:
+        return httpx.post(f"{server.base_url}/api/accounts",
+                          json={"address": "race@mail.cx", "password": "supersecret"}, timeout=30)
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(attempt, range(8)))
+    codes = sorted(r.status_code for r in results)
+    assert codes == [201] + [409] * 7, [r.text for r in results]
+    assert all(r.json()["error"] == "address_taken" for r in results if r.status_code == 409)
