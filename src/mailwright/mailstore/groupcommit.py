@@ -31,10 +31,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from mailwright.events.bus import Event
 from mailwright.mailstore import messages
+from mailwright.mailstore.inline_sqlite import inline_write_engine
 from mailwright.mailstore.messages import Stored, Target
 from mailwright.mailstore.mime import ParsedMessage, parse_message
 from mailwright.services import Services
@@ -88,6 +90,8 @@ class GroupCommitter:
         self.max_batch = max_batch
         self._pending: list[_Job] = []
         self._worker: asyncio.Task[None] | None = None
+        self._engine: AsyncEngine | None = None
+        self._sessionmaker: async_sessionmaker[AsyncSession] | None = None
         self.batches = 0  # statistics, for tests and the benchmark
         self.jobs = 0
 
@@ -137,9 +141,38 @@ class GroupCommitter:
                         log.exception("publishing %s failed", ev.type)
                 _settle(job.future, result=outcome)
 
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncSession]:
+        """The batch transaction: on SQLite through the inline engine (see inline_sqlite.py)."""
+        db = self.svc.db
+        if not db.is_sqlite:
+            async with db.write() as session:
+                yield session
+            return
+        if self._sessionmaker is None:
+            path = make_url(db.url).database
+            assert path, "group commit needs a SQLite file database"
+            self._engine = inline_write_engine(path)
+            self._sessionmaker = async_sessionmaker(self._engine, expire_on_commit=False)
+        lock = getattr(db, "_write_lock", None) or asyncio.Lock()
+        async with lock, self._sessionmaker() as session:
+            await session.connection()  # BEGIN IMMEDIATE
+            try:
+                yield session
+                await session.commit()
+            except BaseException:
+                await session.rollback()
+                raise
+
+    async def close(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+            self._sessionmaker = None
+
     async def _commit(self, batch: list[_Job]) -> list[list[Stored] | BaseException]:
         outcomes: list[list[Stored] | BaseException] = []
-        async with self.svc.db.write() as session:
+        async with self._write() as session:
             shared = _BatchDatabase(session, self.svc.db)
             for job in batch:
                 view = dataclasses.replace(self.svc, db=shared, events=job.events)  # type: ignore[arg-type]

@@ -34,6 +34,7 @@ from mailwright.directory.errors import Invalid
 from mailwright.directory.names import normalize_address
 from mailwright.mailauth import AuthResult, Resolver, check_inbound, strip_forged_results
 from mailwright.mailstore import groupcommit, messages, quota
+from mailwright.mailstore.inline_sqlite import fast_read
 from mailwright.services import Services
 from mailwright.smtp.limits import SmtpLimits
 from mailwright.smtp.protocol import MailwrightSMTP, tls_description
@@ -77,7 +78,7 @@ class InboundHandler:
                 return "554 5.7.1 Relay access denied"
             return "553 5.1.3 Bad recipient address syntax"
         accepted: Accepted | None = None
-        async with self.svc.db.read() as s:
+        async with fast_read(self.svc) as s:
             route = await routing.resolve(s, addr)
             if route.kind == "relay":
                 return "554 5.7.1 Relay access denied"
