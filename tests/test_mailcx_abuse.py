@@ -140,3 +140,25 @@ def test_quota(limited: InProcessServer) -> None:
         with pytest.raises(smtplib.SMTPException) as exc:
             smtp.sendmail("a@sender.example", ["q@mail.cx"], msg.as_bytes())
     assert "5.2.2" in str(exc.value) or "4.2.2" in str(exc.value) or "quota" in str(exc.value).lower()
+
+
+def test_failed_sign_ins_lock_out_like_imap(limited: InProcessServer) -> None:
+    import imaplib
+
+    base = limited.base_url
+    sign_up(limited, "victim@mail.cx", "supersecret")
+    for _ in range(10):
+        r = httpx.post(f"{base}/api/token", json={"address": "victim@mail.cx", "password": "guess-guess"})
+        assert r.status_code == 401 and r.json()["error"] == "invalid_credentials"
+    r = httpx.post(f"{base}/api/token", json={"address": "victim@mail.cx", "password": "supersecret"})
+    assert r.status_code == 429 and r.json()["error"] == "rate_limited" and int(r.headers["retry-after"]) >= 1
+    # The lockout is the one IMAP uses too.
+    imap = imaplib.IMAP4("127.0.0.1", limited.ports["imap"])
+    try:
+        try:
+            imap.login("victim@mail.cx", "supersecret")
+            raise AssertionError("IMAP login succeeded during the lockout")
+        except imaplib.IMAP4.error as exc:
+            assert "UNAVAILABLE" in str(exc) or "later" in str(exc).lower(), exc
+    finally:
+        imap.shutdown()

@@ -5,6 +5,9 @@ presented. A mail.cx JWT gets the mailbox info `{id, address, role, quota, used,
 any API key (sa_/rk_/tk_/wk_/ak_/mxm_/tm_pro_, or the admin token) gets the manager dialect's
 "who am I" `{"success": true, "data": {key_id, scope, prefix, tenant_id, workspace_id,
 principal_id, grants, admin}}`; nothing (or a bad credential) is a 401 in the mail.cx shape.
+
+Sign-in failures feed the same failed-login throttle as IMAP/POP3/SMTP AUTH (per IP and per
+address): once locked out, `/api/token` answers 429 `rate_limited` without checking the password.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from mailwright.api.auth import key_context, presented_key, services
+from mailwright.api.auth import client_ip, key_context, presented_key, services
 from mailwright.api.mailcx.common import (
     McxError,
     check_daily_cap,
@@ -29,7 +32,7 @@ from mailwright.api.mailcx.common import (
     unauthorized,
 )
 from mailwright.directory import jwt_tokens, selfservice
-from mailwright.directory.selfservice import ProContext
+from mailwright.directory.selfservice import ProContext, SelfServiceError
 from mailwright.storage.models import Principal
 
 router = APIRouter(prefix="/api", tags=["mail.cx: accounts"])
@@ -75,7 +78,18 @@ async def sign_in(request: Request) -> Response:
         svc = services(request)
         check_rate(request, "token", svc.settings.token_rate_per_minute)
         body = await json_object(request)
-        p = await selfservice.sign_in(svc, body.get("address"), body.get("password"))
+        address = body.get("address") if isinstance(body.get("address"), str) else None
+        ip = client_ip(request)
+        wait = svc.login_throttle.blocked(ip, address)
+        if wait > 0:  # the same failed-login lockout as IMAP/POP3/SMTP AUTH
+            secs = max(1, int(wait + 0.999))
+            raise McxError("rate_limited", f"too many failed sign-ins, retry in {secs} s", {"Retry-After": str(secs)})
+        try:
+            p = await selfservice.sign_in(svc, body.get("address"), body.get("password"))
+        except SelfServiceError:
+            svc.login_throttle.failure(ip, address)
+            raise
+        svc.login_throttle.success(ip, address)
         return JSONResponse(_token_body(request, p))
 
     return await handle(go)
