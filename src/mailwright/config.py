@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     queue_poll_seconds: float = 5.0
     outbound_timeout_seconds: float = 60.0
     outbound_concurrency: int = 20
+    # A runner's claim on queued mail; renewed while it works, so a crashed node's claims free
+    # up this long after the crash.
+    queue_lease_seconds: float = 60.0
     srs_secret: str = ""
 
     # Limits (per account unless noted).

@@ -8,6 +8,7 @@ certificate).
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import threading
 import time
@@ -37,6 +38,7 @@ class PeerScript:
     mail_reply: str | None = None  # None = 250
     rcpt_replies: dict[str, str] = field(default_factory=dict)  # address -> reply; default 250
     data_reply: str | None = None
+    data_delay: float = 0.0  # seconds to think before answering DATA (a slow remote)
 
 
 class _Handler:
@@ -60,6 +62,8 @@ class _Handler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.peer.script.data_delay:
+            await asyncio.sleep(self.peer.script.data_delay)
         if self.peer.script.data_reply:
             return self.peer.script.data_reply
         data = envelope.original_content or b""

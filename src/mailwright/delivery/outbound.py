@@ -5,10 +5,12 @@ Cycle: claim due recipients -> group them by destination domain -> deliver -> re
 * **Claim with a lease.** Due `pending` recipients whose lease is free are stamped with
   ``lease_until`` and a fresh ``lease_token`` in one write transaction (PostgreSQL:
   ``SELECT ... FOR UPDATE SKIP LOCKED``, so runners on several nodes never wait for each other
-  nor take the same rows; SQLite: the database's single writer lock). Results are written back
-  only where the token still matches, so a runner that lost its lease (it was stuck longer than
-  :data:`LEASE`) cannot overwrite the newer owner's outcome. A crashed runner's rows come back
-  when the lease expires: delivery is at-least-once, like every MTA's.
+  nor take the same rows; SQLite: the database's single writer lock). The runner renews the
+  lease every third of ``queue_lease_seconds`` while it works, so the lease can be short: a
+  crashed node's recipients are picked up by any node (itself after a restart) about one lease
+  after the crash. Results are written back only where the token still matches, so a runner
+  that lost its lease cannot overwrite the newer owner's outcome. Delivery is at-least-once,
+  like every MTA's: a crash between the remote 250 and our commit sends that message again.
 * **Routing.** Recipients at domains we host (a DSN to a local sender, a deferred local
   delivery) are delivered straight into the mailstore. Others go to the domain's MX hosts
   (``mx.destinations``) over SMTP with opportunistic STARTTLS: offered -> used, certificate
@@ -55,12 +57,12 @@ from .mx import DestinationError, Hop, destinations
 from .queue import drop_many, wakeup_event
 from .srs import is_srs, srs_reverse, srs_secret
 
-__all__ = ["LEASE", "QueueRunner", "start_runner"]
+__all__ = ["QueueRunner", "start_runner"]
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=10)
 BATCH = 500
+RECORD_EVERY = 0.5  # seconds between commits of finished deliveries within a cycle
 CONNECTIONS_PER_DESTINATION = 4
 MESSAGES_PER_CONNECTION = 100
 
@@ -143,6 +145,15 @@ class QueueRunner:
         jobs = await self._claim(token)
         if not jobs:
             return 0
+        renew = asyncio.create_task(self._renew(token), name="outbound-lease")
+        try:
+            return await self._cycle(token, jobs)
+        finally:
+            renew.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renew
+
+    async def _cycle(self, token: str, jobs: list[Job]) -> int:
         outcomes: dict[int, Outcome] = {}
         held = await self._held(jobs)
         for job in jobs:
@@ -176,16 +187,45 @@ class QueueRunner:
             async with sem:
                 try:
                     if dom in local_domains:
-                        res = await self._deliver_local(work, blobs)
+                        res = await self._deliver_local(work, blobs, outcomes)
                     else:
-                        res = await self._deliver_remote(dom, work, blobs)
+                        res = await self._deliver_remote(dom, work, blobs, outcomes)
                 except Exception as exc:  # a bug must not lose mail: retry later
                     log.exception("delivery to %s failed", dom)
                     res = {r.id: Outcome("temp", "4.3.0", f"internal error: {exc!r}") for _, rs in work for r in rs}
                 outcomes.update(res)
 
-        await asyncio.gather(*(one(d, w) for d, w in by_domain.items()))
-        await self._record(token, jobs, outcomes, blobs)
+        # Outcomes are committed as messages complete (every RECORD_EVERY seconds), not only at
+        # the end of the cycle: a crash then repeats at most the last moment's deliveries.
+        recorded: set[int] = set()
+        rec_lock = asyncio.Lock()
+
+        async def record(everything: bool) -> None:
+            async with rec_lock:
+                ready = [j for j in jobs if j.id not in recorded
+                         and (everything or all(r.id in outcomes for r in j.rcpts))]
+                if ready:
+                    await self._record(token, ready, outcomes, blobs)
+                    recorded.update(j.id for j in ready)
+
+        async def recorder() -> None:
+            while True:
+                await asyncio.sleep(RECORD_EVERY)
+                try:
+                    await record(False)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("recording outbound results failed; retrying at the end of the cycle")
+
+        rec_task = asyncio.create_task(recorder(), name="outbound-record")
+        try:
+            await asyncio.gather(*(one(d, w) for d, w in by_domain.items()))
+        finally:
+            rec_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await rec_task
+        await record(True)
         return sum(len(j.rcpts) for j in jobs)
 
     # -- claim --------------------------------------------------------------------------------
@@ -209,7 +249,7 @@ class QueueRunner:
             if not ids:
                 return []
             await s.execute(update(QueuedRecipient).where(QueuedRecipient.id.in_(ids))
-                            .values(lease_until=now + LEASE, lease_token=token))
+                            .values(lease_until=now + self._lease(), lease_token=token))
             rows = (await s.execute(
                 select(QueuedRecipient, QueuedMessage)
                 .join(QueuedMessage, QueuedMessage.id == QueuedRecipient.queue_id)
@@ -243,8 +283,8 @@ class QueueRunner:
 
     # -- local --------------------------------------------------------------------------------
 
-    async def _deliver_local(self, work: list[tuple[Job, list[Rcpt]]],
-                             blobs: dict[str, bytes | None]) -> dict[int, Outcome]:
+    async def _deliver_local(self, work: list[tuple[Job, list[Rcpt]]], blobs: dict[str, bytes | None],
+                             sink: dict[int, Outcome]) -> dict[int, Outcome]:
         out: dict[int, Outcome] = {}
         host = self.svc.settings.hostname
         for job, rcpts in work:
@@ -283,12 +323,13 @@ class QueueRunner:
                 await messages.deliver(self.svc, raw, targets, mail_from=job.mail_from)
             for rid in delivered:
                 out[rid] = Outcome("sent", "2.0.0", "delivered locally", host)
+            sink.update({r.id: out[r.id] for r in rcpts if r.id in out})
         return out
 
     # -- remote -------------------------------------------------------------------------------
 
     async def _deliver_remote(self, domain: str, work: list[tuple[Job, list[Rcpt]]],
-                              blobs: dict[str, bytes | None]) -> dict[int, Outcome]:
+                              blobs: dict[str, bytes | None], sink: dict[int, Outcome]) -> dict[int, Outcome]:
         try:
             hops = await destinations(self.svc, domain)
         except DestinationError as exc:
@@ -296,7 +337,7 @@ class QueueRunner:
             return {r.id: Outcome(kind, exc.status, str(exc)) for _, rs in work for r in rs}
         n_conn = min(CONNECTIONS_PER_DESTINATION, max(1, math.ceil(len(work) / MESSAGES_PER_CONNECTION)))
         slices = [work[i::n_conn] for i in range(n_conn)]
-        results = await asyncio.gather(*(self._over_one_connection(hops, sl, blobs) for sl in slices))
+        results = await asyncio.gather(*(self._over_one_connection(hops, sl, blobs, sink) for sl in slices))
         out: dict[int, Outcome] = {}
         for res in results:
             out.update(res)
@@ -336,7 +377,7 @@ class QueueRunner:
         return None, None, last
 
     async def _over_one_connection(self, hops: Sequence[Hop], work: list[tuple[Job, list[Rcpt]]],
-                                   blobs: dict[str, bytes | None]) -> dict[int, Outcome]:
+                                   blobs: dict[str, bytes | None], sink: dict[int, Outcome]) -> dict[int, Outcome]:
         out: dict[int, Outcome] = {}
         smtp, hop, error = await self._open(hops)
         if smtp is None or hop is None:
@@ -346,7 +387,9 @@ class QueueRunner:
                 raw = blobs[job.blob_hash]
                 assert raw is not None
                 try:
-                    out.update(await self._transaction(smtp, hop, job, rcpts, raw))
+                    res = await self._transaction(smtp, hop, job, rcpts, raw)
+                    out.update(res)
+                    sink.update(res)
                 except (TimeoutError, _Broken, aiosmtplib.SMTPException, OSError) as exc:
                     text = f"lost connection with {hop.host}[{hop.address}]: {exc}"
                     for _, rs in work[i:]:
@@ -416,6 +459,23 @@ class QueueRunner:
             raise _Broken(str(exc)) from exc
 
     # -- record -------------------------------------------------------------------------------
+
+    def _lease(self) -> timedelta:
+        return timedelta(seconds=max(1.0, self.svc.settings.queue_lease_seconds))
+
+    async def _renew(self, token: str) -> None:
+        """Keep this cycle's claim alive while it works (a third of the lease at a time)."""
+        period = self._lease().total_seconds() / 3
+        while True:
+            await asyncio.sleep(period)
+            try:
+                async with self.svc.db.write() as s:
+                    await s.execute(update(QueuedRecipient).where(QueuedRecipient.lease_token == token)
+                                    .values(lease_until=utcnow() + self._lease()))
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the database is away: the cycle's own writes will fail too
+                log.warning("could not renew the outbound queue lease", exc_info=True)
 
     def _backoff(self, attempts: int) -> timedelta:
         s = self.svc.settings
