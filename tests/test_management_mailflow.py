@@ -181,7 +181,7 @@ def test_deleting_account_and_domain_frees_mail(server: InProcessServer) -> None
         with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=30) as smtp:
             with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
                 smtp.sendmail("x@remote.test", ["stays@del.test"], b"Subject: x\r\n\r\nx\r\n")
-            assert refused.value.recipients["stays@del.test"][0] == 554  # no longer a domain of ours
+            assert refused.value.recipients["stays@del.test"][0] >= 550  # no longer a domain of ours
 
 
 def test_quota_is_freed_by_deleting_an_account(server: InProcessServer) -> None:

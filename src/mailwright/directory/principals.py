@@ -82,6 +82,25 @@ def is_argon2id_hash(secret: object) -> bool:
     return True
 
 
+ROLES = ("user", "admin", "tenant-admin")
+
+
+def check_role(role: object) -> str:
+    if role not in ROLES:
+        raise Invalid(f"unknown role {role!r}: use one of {', '.join(ROLES)}", field="roles")
+    return str(role)
+
+
+def check_name(name: str) -> str:
+    """A login name: an address (normalised) or a plain name of printable characters, no spaces."""
+    raw = name.strip()
+    if "@" in raw:
+        return normalize_address(raw, field="name")
+    if not raw or len(raw) > 255 or not raw.isprintable() or any(c.isspace() for c in raw):
+        raise Invalid("name must be an address or 1-255 printable characters without spaces", field="name")
+    return raw.lower()
+
+
 async def hash_secrets(secrets: Iterable[object], min_length: int) -> list[str]:
     out: list[str] = []
     for p in list(secrets):
@@ -132,7 +151,8 @@ async def create_principal(
         raise Invalid(f"unsupported principal type {spec.type!r}", field="type", value=spec.type)
     if not spec.name or not isinstance(spec.name, str):
         raise MissingField("field 'name' is required", field="name")
-    name = spec.name.strip().lower()
+    name = check_name(spec.name)
+    role = check_role(spec.role or "user")
     emails = [normalize_address(e) for e in (spec.emails or [])]
     if "@" in name:
         name = normalize_address(name, field="name")
@@ -165,7 +185,7 @@ async def create_principal(
                 description=spec.description,
                 display_name=spec.display_name,
                 quota_bytes=spec.quota or 0,
-                role=spec.role or "user",
+                role=role,
                 workspace_id=spec.workspace_id,
             )
             s.add(p)
@@ -187,6 +207,8 @@ async def create_principal(
 
 async def find_principal(session: AsyncSession, name_or_address: str) -> Principal | None:
     key = name_or_address.strip().lower()
+    if not key or "\x00" in key or len(key) > 320:  # no such name can exist (and PostgreSQL refuses NUL)
+        return None
     p = (await session.execute(select(Principal).where(Principal.name == key))).scalar_one_or_none()
     if p is not None:
         return p
@@ -326,13 +348,13 @@ async def _apply(s: AsyncSession, p: Principal, c: Change, hashes: list[str] | N
     elif c.field == "name":
         if not isinstance(c.value, str) or not c.value.strip():
             raise Invalid("name must be a non-empty string", field="name")
-        new = normalize_address(c.value, field="name") if "@" in c.value else c.value.strip().lower()
+        new = check_name(c.value)
         if new != p.name:
             if (await s.execute(select(Principal.id).where(Principal.name == new))).first():
                 raise AlreadyExists(f"principal {new} already exists", field="name", value=new)
             p.name = new
     elif c.field == "roles":
-        roles = _str_list(c.value, "roles")
+        roles = [check_role(r) for r in _str_list(c.value, "roles")]
         if c.action == "set" and roles:
             p.role = roles[0]
         elif c.action == "addItem" and roles:

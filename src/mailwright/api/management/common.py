@@ -141,9 +141,24 @@ async def json_body(request: Request) -> Any:
     if not raw.strip():
         raise DialectError("other", "a JSON request body is required")
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
     except (ValueError, RecursionError):
         raise DialectError("other", "request body is not valid JSON") from None
+    if _has_nul(body):  # PostgreSQL text cannot hold NUL, and no field of this API needs one
+        raise DialectError("invalid", "strings must not contain NUL characters")
+    return body
+
+
+def _has_nul(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if depth > 20:
+        return False
+    if isinstance(value, dict):
+        return any(_has_nul(k, depth + 1) or _has_nul(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v, depth + 1) for v in value)
+    return False
 
 
 def want_str(body: dict[str, Any], field: str, *, required: bool = False) -> str | None:
