@@ -114,10 +114,14 @@ class Mailwright:
 class PostfixDovecot:
     def __init__(self, base: Path) -> None:
         self.dir = base / "postfix"
-        self.smtp = int(os.environ.get("PORT_SMTP", "32525"))
+        # Free ports, so a second benchmark (IMAP) or a stray instance cannot collide with us.
+        self.smtp = free_port()
+        self.env = {**os.environ, "PORT_SMTP": str(self.smtp), "PORT_IMAP": str(free_port()),
+                    "PORT_POP3": str(free_port())}
 
     def _run(self, cmd: str) -> str:
-        out = subprocess.run(["bash", str(PF_SCRIPT), cmd, str(self.dir)], capture_output=True, text=True, timeout=600)
+        out = subprocess.run(["bash", str(PF_SCRIPT), cmd, str(self.dir)], capture_output=True, text=True,
+                             timeout=600, env=self.env)
         if out.returncode != 0:
             raise RuntimeError(f"postfix_dovecot.sh {cmd} failed: {out.stdout[-2000:]} {out.stderr[-2000:]}")
         return out.stdout
