@@ -272,4 +272,8 @@ def test_no_input_makes_a_500(server: InProcessServer) -> None:
             for method in ("GET", "PATCH", "DELETE"):
                 r = api.request(method, path, json={"description": "x"} if method == "PATCH" else None)
                 assert r.status_code < 500, (method, path, r.text)
+        for params in ({"filter": "\x00"}, {"filter": "%_\\"}, {"filter": "x" * 5000}, {"types": "\x00"},
+                       {"page": "99999999999999999999"}, {"limit": "1e3"}):
+            r = api.get("/api/principal", params=params)
+            assert r.status_code in (200, 400), (params, r.text)
         assert seen > 100

@@ -99,6 +99,8 @@ async def list_principals(request: Request, tenant: Tenant) -> JSONResponse:
     svc = services(request)
     types = _types(request)
     text = request.query_params.get("filter") or None
+    if text is not None and ("\x00" in text or len(text) > 320):
+        raise DialectError("invalid", "filter must be at most 320 characters, without NUL", field="filter")
     limit = query_int(request, "limit", 0) or None
     page = max(1, query_int(request, "page", 1) or 1)
     offset = (page - 1) * limit if limit else 0
