@@ -277,3 +277,32 @@ def test_no_input_makes_a_500(server: InProcessServer) -> None:
             r = api.get("/api/principal", params=params)
             assert r.status_code in (200, 400), (params, r.text)
         assert seen > 100
+
+
+def test_changes_are_audited_without_secrets(server: InProcessServer) -> None:
+    tid, key = make_tenant(server, "audited")
+    with client(server, key) as api:
+        add_domain(api, "audit.test")
+        add_account(api, "a@audit.test", "FirstSecret1")
+        assert api.patch("/api/principal/a@audit.test", json={"secrets": ["SecondSecret2"]}).status_code == 200
+        assert api.post("/api/dkim", json={"algorithm": "ed25519-sha256", "domain": "audit.test",
+                                           "selector": "s"}).status_code == 200
+        assert api.delete("/api/dkim/audit.test/s").status_code == 200
+        assert api.delete("/api/principal/a@audit.test").status_code == 200
+        assert api.delete("/api/principal/audit.test").status_code == 200
+        assert api.post("/api/principal", json={"name": "x@nowhere.test", "type": "individual"}).status_code == 400
+
+    async def entries(svc):  # type: ignore[no-untyped-def]
+        from mailwright.directory import audit
+
+        async with svc.db.read() as s:
+            return [e.as_dict() for e in await audit.list_entries(s, tid)]
+
+    log = list(reversed(server.run(entries)))
+    assert [(e["action"], e["target"]) for e in log] == [
+        ("domain.create", "audit.test"), ("principal.create", "a@audit.test"), ("principal.update", "a@audit.test"),
+        ("dkim.create", "s._domainkey.audit.test"), ("dkim.retire", "s"), ("principal.delete", "a@audit.test"),
+        ("domain.delete", "audit.test")]
+    assert log[2]["details"] == {"changes": ["set:secrets"]}
+    assert all(e["key_id"] and e["source_ip"] == "127.0.0.1" for e in log)
+    assert "Secret" not in str(log)

@@ -5,6 +5,7 @@ keys the submission path signs with. Private keys never leave the server through
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -14,6 +15,9 @@ from mailwright.directory.errors import AlreadyExists, Invalid, NotFound
 from mailwright.mailauth.dkim import DkimKey, generate_dkim_key
 from mailwright.storage.db import Database
 from mailwright.storage.models import DkimKeyRow, Domain, utcnow
+
+if TYPE_CHECKING:
+    from mailwright.directory.tenants import Actor
 
 ALGORITHMS = ("ed25519-sha256", "rsa-sha256")
 
@@ -33,8 +37,8 @@ def default_selector(algorithm: str) -> str:
     return utcnow().strftime("%Y%m") + ("e" if algorithm.startswith("ed25519") else "r")
 
 
-async def create(db: Database, domain: Domain, algorithm: str, selector: str | None, key_id: str | None = None
-                 ) -> DkimKeyRow:
+async def create(db: Database, domain: Domain, algorithm: str, selector: str | None, key_id: str | None = None,
+                 *, actor: Actor | None = None) -> DkimKeyRow:
     if algorithm not in ALGORITHMS:
         raise Invalid(f"unsupported algorithm {algorithm!r}: use ed25519-sha256 or rsa-sha256",
                       field="algorithm", value=str(algorithm))
@@ -58,7 +62,15 @@ async def create(db: Database, domain: Domain, algorithm: str, selector: str | N
         except IntegrityError:  # a concurrent create of the same selector (or id) won
             raise AlreadyExists(f"selector {sel} already exists for {domain.name}", field="selector",
                                 value=sel) from None
+        await _log(s, actor, "dkim.create", f"{sel}._domainkey.{domain.name}", algorithm=algorithm)
     return row
+
+
+async def _log(session: AsyncSession, actor: Actor | None, action: str, target: str, **details: object) -> None:
+    if actor is not None:
+        from mailwright.directory.tenants import log_action
+
+        await log_action(session, actor, action, target, **details)
 
 
 async def list_for_domain(session: AsyncSession, domain_id: str) -> list[DkimKeyRow]:
@@ -66,12 +78,13 @@ async def list_for_domain(session: AsyncSession, domain_id: str) -> list[DkimKey
     return list((await session.execute(q)).scalars())
 
 
-async def retire(session: AsyncSession, domain_id: str, selector: str) -> None:
+async def retire(session: AsyncSession, domain_id: str, selector: str, *, actor: Actor | None = None) -> None:
     q = select(DkimKeyRow).where(DkimKeyRow.domain_id == domain_id, DkimKeyRow.selector == selector.lower())
     row = (await session.execute(q)).scalar_one_or_none()
     if row is None:
         raise NotFound(f"no DKIM key with selector {selector!r}", field="selector", value=selector)
     await session.delete(row)
+    await _log(session, actor, "dkim.retire", f"{row.selector}", domain_id=domain_id)
 
 
 async def signing_keys(session: AsyncSession, domain_name: str) -> list[DkimKey]:

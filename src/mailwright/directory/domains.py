@@ -27,6 +27,7 @@ from mailwright.directory.names import normalize_domain
 from mailwright.storage.models import ApiKey, Domain, Principal, RetiredDomain
 
 if TYPE_CHECKING:
+    from mailwright.directory.tenants import Actor
     from mailwright.services import Services
 
 _UNSET = object()
@@ -34,7 +35,7 @@ _UNSET = object()
 
 async def create_domain(
     session: AsyncSession, tenant_id: str | None, name: str, *, description: str | None = None,
-    is_system: bool = False,
+    is_system: bool = False, actor: Actor | None = None,
 ) -> Domain:
     canonical = normalize_domain(name)
     exists = (await session.execute(select(Domain.id).where(Domain.name == canonical))).first()
@@ -48,7 +49,15 @@ async def create_domain(
         await session.flush()
     except IntegrityError:  # a concurrent create won (PostgreSQL); the transaction is rolled back
         raise AlreadyExists(f"domain {canonical} already exists", field="name", value=canonical) from None
+    await _log(session, actor, "domain.create", canonical)
     return row
+
+
+async def _log(session: AsyncSession, actor: Actor | None, action: str, target: str, **details: object) -> None:
+    if actor is not None:
+        from mailwright.directory.tenants import log_action
+
+        await log_action(session, actor, action, target, **details)
 
 
 async def get_domain(session: AsyncSession, name: str, tenant_id: str | None = None) -> Domain:
@@ -93,7 +102,7 @@ async def list_domains(
 
 async def update_domain(
     session: AsyncSession, tenant_id: str | None, name: str, *, description: object = _UNSET,
-    catch_all: object = _UNSET,
+    catch_all: object = _UNSET, actor: Actor | None = None,
 ) -> Domain:
     """Change a domain's description and/or catch-all (an address or name of a principal of this
     domain's tenant, or None to clear it)."""
@@ -116,10 +125,12 @@ async def update_domain(
                               value=catch_all)
             dom.catch_all_principal_id = p.id
     await session.flush()
+    changed = [f for f, v in (("description", description), ("catchAll", catch_all)) if v is not _UNSET]
+    await _log(session, actor, "domain.update", dom.name, fields=changed)
     return dom
 
 
-async def delete_domain(svc: Services, tenant_id: str | None, name: str) -> None:
+async def delete_domain(svc: Services, tenant_id: str | None, name: str, *, actor: Actor | None = None) -> None:
     """Delete a domain and everything that lives in it (see the module docstring)."""
     from mailwright.directory.principals import delete_principal_rows
     from mailwright.mailstore.changes import remove_blob_files
@@ -144,4 +155,5 @@ async def delete_domain(svc: Services, tenant_id: str | None, name: str) -> None
         await s.flush()
         await s.execute(delete(Domain).where(Domain.id == dom.id))
         await retire_domains(s, [dom.name])
+        await _log(s, actor, "domain.delete", dom.name, principals=len(members))
     remove_blob_files(svc, freed)

@@ -38,6 +38,7 @@ from mailwright.storage.db import Database
 from mailwright.storage.models import Address, Credential, Domain, ListMember, Message, Principal
 
 if TYPE_CHECKING:
+    from mailwright.directory.tenants import Actor
     from mailwright.services import Services
 
 PRINCIPAL_TYPES = ("individual", "list")
@@ -143,7 +144,8 @@ async def _claim_addresses(
 
 
 async def create_principal(
-    db: Database, tenant_id: str | None, spec: PrincipalSpec, *, password_min_length: int = 8
+    db: Database, tenant_id: str | None, spec: PrincipalSpec, *, password_min_length: int = 8,
+    actor: Actor | None = None,
 ) -> Principal:
     if spec.type not in PRINCIPAL_TYPES:
         if spec.type is None:
@@ -199,6 +201,7 @@ async def create_principal(
             if p.type == "individual":
                 await mailboxes.ensure_defaults(s, p.id)
             await s.flush()
+            await _log(s, actor, "principal.create", name, type=p.type)
     except IntegrityError:  # a concurrent create won the race (PostgreSQL; SQLite writers are serialised)
         raise AlreadyExists(f"principal {name} or one of its addresses already exists", field="name",
                             value=name) from None
@@ -317,7 +320,8 @@ async def _set_primary(session: AsyncSession, principal: Principal) -> None:
 
 
 async def update_principal(
-    db: Database, tenant_id: str | None, name: str, changes: list[Change], *, password_min_length: int = 8
+    db: Database, tenant_id: str | None, name: str, changes: list[Change], *, password_min_length: int = 8,
+    actor: Actor | None = None,
 ) -> Principal:
     """Apply changes atomically (all or none). Passwords are hashed before the transaction."""
     check_changes(changes)
@@ -331,6 +335,8 @@ async def update_principal(
             for i, c in enumerate(changes):
                 await _apply(s, p, c, hashed.get(i))
             await s.flush()
+            # Which fields changed, never their values (secrets must not reach the log).
+            await _log(s, actor, "principal.update", p.name, changes=[f"{c.action}:{c.field}" for c in changes])
     except IntegrityError:  # a concurrent change claimed the same address or name first
         raise AlreadyExists("an address or name in this change is already in use", field="emails") from None
     return p
@@ -459,11 +465,19 @@ async def delete_principal_rows(session: AsyncSession, principal: Principal) -> 
     return freed
 
 
-async def delete_principal(svc: Services, tenant_id: str | None, name: str) -> None:
+async def _log(session: AsyncSession, actor: Actor | None, action: str, target: str, **details: object) -> None:
+    if actor is not None:
+        from mailwright.directory.tenants import log_action
+
+        await log_action(session, actor, action, target, **details)
+
+
+async def delete_principal(svc: Services, tenant_id: str | None, name: str, *, actor: Actor | None = None) -> None:
     """Delete an account or list: addresses, credentials, mailboxes, mail (quota and blobs freed)."""
     from mailwright.mailstore.changes import remove_blob_files
 
     async with svc.db.write() as s:
         p = await get_principal(s, name, tenant_id)
         freed = await delete_principal_rows(s, p)
+        await _log(s, actor, "principal.delete", p.name, type=p.type)
     remove_blob_files(svc, freed)

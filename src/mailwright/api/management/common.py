@@ -40,6 +40,7 @@ from mailwright.api import ratelimit
 from mailwright.api.auth import client_ip, key_context, services
 from mailwright.directory import tenants
 from mailwright.directory.errors import DirectoryError, NotFound
+from mailwright.directory.tenants import Actor
 
 STATUS = {
     "notFound": 404, "fieldAlreadyExists": 409, "forbidden": 403, "fieldMissing": 400, "invalid": 400,
@@ -125,6 +126,16 @@ async def tenant_scope(request: Request) -> str:
 
 
 Tenant = Annotated[str, Depends(tenant_scope)]
+
+
+async def caller(request: Request, tenant: Tenant) -> Actor:
+    """Who is acting, for the tenant's audit log (writes record the key, never its secret)."""
+    ctx = await key_context(request)
+    name = "platform admin" if ctx is None or ctx.is_platform else f"{ctx.prefix} API key"
+    return Actor(log_tenant_id=tenant, name=name, key_id=ctx.key_id if ctx else None, source_ip=client_ip(request))
+
+
+Caller = Annotated[Actor, Depends(caller)]
 
 # Shared OpenAPI metadata: every route may answer these.
 RESPONSES: dict[int | str, dict[str, Any]] = {

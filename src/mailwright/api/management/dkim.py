@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from mailwright.api.auth import services
 from mailwright.api.management.common import (
     RESPONSES,
+    Caller,
     DialectError,
     Tenant,
     dialect_errors,
@@ -44,7 +45,7 @@ def key_item(row: DkimKeyRow, domain: str) -> dict[str, Any]:
                  "schema": {"type": "object"}, "example": {"id": "example.com", "algorithm": "ed25519-sha256",
                                                            "domain": "example.com", "selector": "mailbux"}}}}})
 @dialect_errors
-async def create_key(request: Request, tenant: Tenant) -> JSONResponse:
+async def create_key(request: Request, tenant: Tenant, actor: Caller) -> JSONResponse:
     svc = services(request)
     body = await json_body(request)
     if not isinstance(body, dict):
@@ -57,7 +58,7 @@ async def create_key(request: Request, tenant: Tenant) -> JSONResponse:
     assert name is not None
     async with svc.db.read() as s:
         dom = await domains.get_domain(s, name, tenant)
-    row = await dkim.create(svc.db, dom, algorithm, selector, key_id or None)
+    row = await dkim.create(svc.db, dom, algorithm, selector, key_id or None, actor=actor)
     return JSONResponse({"data": row.id})
 
 
@@ -86,9 +87,10 @@ async def list_keys(domain: str, request: Request, tenant: Tenant) -> JSONRespon
 
 @router.delete("/dkim/{domain}/{selector}", summary="Retire a DKIM key")
 @dialect_errors
-async def retire_key(domain: str, selector: str, request: Request, tenant: Tenant) -> JSONResponse:
+async def retire_key(domain: str, selector: str, request: Request, tenant: Tenant, actor: Caller
+                     ) -> JSONResponse:
     svc = services(request)
     async with svc.db.write() as s:
         dom = await domains.get_domain(s, domain, tenant)
-        await dkim.retire(s, dom.id, selector)
+        await dkim.retire(s, dom.id, selector, actor=actor)
     return JSONResponse({"data": None})

@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse, Response
 from mailwright.api.auth import services
 from mailwright.api.management.common import (
     RESPONSES,
+    Caller,
     DialectError,
     Tenant,
     dialect_errors,
@@ -132,7 +133,7 @@ async def list_principals(request: Request, tenant: Tenant) -> JSONResponse:
                          "other addresses make a forwarder. 409 if the name or an address is taken.",
              openapi_extra=_body_doc(_CREATE_EXAMPLE))
 @dialect_errors
-async def create_principal(request: Request, tenant: Tenant) -> JSONResponse:
+async def create_principal(request: Request, tenant: Tenant, actor: Caller) -> JSONResponse:
     svc = services(request)
     body = await json_body(request)
     if not isinstance(body, dict):
@@ -144,7 +145,7 @@ async def create_principal(request: Request, tenant: Tenant) -> JSONResponse:
         description = want_str(body, "description")
         assert name is not None
         async with svc.db.write() as s:
-            d = await domains.create_domain(s, tenant, name, description=description)
+            d = await domains.create_domain(s, tenant, name, description=description, actor=actor)
         return JSONResponse({"data": d.id})
     if ptype not in principals.PRINCIPAL_TYPES:
         raise DialectError("unsupported", f"unsupported principal type {ptype!r}", field="type")
@@ -156,7 +157,8 @@ async def create_principal(request: Request, tenant: Tenant) -> JSONResponse:
         emails=want_str_list(body, "emails"), members=members or None, description=want_str(body, "description"),
         quota=want_int(body, "quota"), role=roles[0] if roles else None,
     )
-    p = await principals.create_principal(svc.db, tenant, spec, password_min_length=svc.settings.password_min_length)
+    p = await principals.create_principal(svc.db, tenant, spec, password_min_length=svc.settings.password_min_length,
+                                          actor=actor)
     return JSONResponse({"data": p.id})
 
 
@@ -231,7 +233,7 @@ _PATCH_EXAMPLES = {
                           "atomic. A new password works at once and the old one stops.",
               openapi_extra=_body_doc(_PATCH_EXAMPLES))
 @dialect_errors
-async def update_principal(name: str, request: Request, tenant: Tenant) -> JSONResponse:
+async def update_principal(name: str, request: Request, tenant: Tenant, actor: Caller) -> JSONResponse:
     svc = services(request)
     body = await json_body(request)
     obj = await _find(request, tenant, name)
@@ -243,11 +245,11 @@ async def update_principal(name: str, request: Request, tenant: Tenant) -> JSONR
                 raise DialectError("invalid", f"field {c.field!r} is not a list: use set", field=c.field)
             kwargs["catch_all" if c.field == "catchAll" else c.field] = c.value
         async with svc.db.write() as s:
-            await domains.update_domain(s, tenant, obj.name, **kwargs)
+            await domains.update_domain(s, tenant, obj.name, actor=actor, **kwargs)
         return JSONResponse({"data": None})
     changes = _changes(body, _PATCH_FIELDS)
     await principals.update_principal(svc.db, tenant, obj.name, changes,
-                                      password_min_length=svc.settings.password_min_length)
+                                      password_min_length=svc.settings.password_min_length, actor=actor)
     return JSONResponse({"data": None})
 
 
@@ -255,11 +257,11 @@ async def update_principal(name: str, request: Request, tenant: Tenant) -> JSONR
                description="Deleting an account deletes its mail and frees its quota. Deleting a domain "
                            "deletes its accounts, aliases, forwarders, DKIM keys and mail.")
 @dialect_errors
-async def delete_principal(name: str, request: Request, tenant: Tenant) -> Response:
+async def delete_principal(name: str, request: Request, tenant: Tenant, actor: Caller) -> Response:
     svc = services(request)
     obj = await _find(request, tenant, name)
     if isinstance(obj, Domain):
-        await domains.delete_domain(svc, tenant, obj.name)
+        await domains.delete_domain(svc, tenant, obj.name, actor=actor)
     else:
-        await principals.delete_principal(svc, tenant, obj.name)
+        await principals.delete_principal(svc, tenant, obj.name, actor=actor)
     return JSONResponse({"data": None})
