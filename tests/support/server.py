@@ -139,7 +139,7 @@ class ServeProcess:
             cmd += [f"--{name}-port", str(port)]
         return cmd + self.args
 
-    def start(self, timeout: float = 30) -> ServeProcess:
+    def start(self, timeout: float = 90) -> ServeProcess:
         env = {**os.environ, **self.extra_env}
         self.proc = subprocess.Popen(
             self.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
