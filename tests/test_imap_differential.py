@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -210,6 +211,7 @@ def play_both(dovecot: Dovecot, mailwright: InProcessServer, script: str) -> tup
     # user names differ (u7 vs u3): erase them where servers echo them
     ref.lines = [x.replace(d_user, "$USER") for x in ref.lines]
     got.lines = [x.replace(m_user, "$USER") for x in got.lines]
+    ref.messages = [n for n, _ in messages]  # type: ignore[attr-defined]
     return ref, got
 
 
@@ -238,7 +240,11 @@ def test_session(script_path: Path, dovecot: Dovecot, mailwright: InProcessServe
     if ref.lines != got.lines:
         diff = "\n".join(difflib.unified_diff(ref.lines, got.lines, "dovecot", "mailwright", lineterm="", n=2))
         raw = "\n".join(got.raw[-40:])
+        names = getattr(ref, "messages", [])
+        nums = sorted({int(m) for m in re.findall(r"^[-+]\S+< \* (\d+) FETCH", diff, re.M)})
+        which = ", ".join(f"{n}={names[n - 1]}" for n in nums if 0 < n <= len(names))
         pytest.fail(f"{script_path.name}: Mailwright differs from Dovecot (normalised):\n{diff}\n\n"
+                    f"--- messages in the diff (initial numbering): {which or '-'}\n"
                     f"--- last raw Mailwright responses:\n{raw}", pytrace=False)
     bad = monotonic_violations(ref.norm.modseqs, got.norm.modseqs)
     assert not bad, f"{script_path.name}: HIGHESTMODSEQ does not move like Dovecot's: {bad}"
