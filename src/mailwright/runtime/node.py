@@ -11,16 +11,17 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import uvicorn
 
 from mailwright.api.app import create_app
 from mailwright.imap.server import start_imap
+from mailwright.pop3.server import start_pop3
 from mailwright.runtime.tls import server_context
 from mailwright.services import Services
-from mailwright.smtp.server import start_mx
+from mailwright.smtp.server import start_mx, start_submission
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +35,16 @@ class Node:
 
     async def start(self, socks: dict[str, socket.socket]) -> None:
         tls = server_context(self.svc.settings)
-        starters = {
+        starters: dict[str, Callable[[socket.socket], Awaitable[asyncio.Server]]] = {
             "smtp": lambda s: start_mx(self.svc, s, tls),
+            "submission": lambda s: start_submission(self.svc, s, tls, implicit_tls=False),
+            "submissions": lambda s: start_submission(self.svc, s, tls, implicit_tls=True),
             "imap": lambda s: start_imap(self.svc, s, tls, implicit_tls=False),
             "imaps": lambda s: start_imap(self.svc, s, tls, implicit_tls=True),
+            "pop3": lambda s: start_pop3(self.svc, s, tls, implicit_tls=False),
+            "pop3s": lambda s: start_pop3(self.svc, s, tls, implicit_tls=True),
         }
         for name, starter in starters.items():
-            if name in socks:
-                self.servers.append(await starter(socks[name]))
-        for name, starter in _optional_starters(self.svc, tls).items():
             if name in socks:
                 self.servers.append(await starter(socks[name]))
         if "http" in socks:
@@ -84,23 +86,3 @@ class _EmbeddedHTTPServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
-
-
-def _optional_starters(svc: Services, tls: Any) -> dict[str, Any]:
-    """Listeners whose packages may not exist yet in a given build (submission, POP3)."""
-    starters: dict[str, Any] = {}
-    try:
-        from mailwright.smtp.server import start_submission  # type: ignore[attr-defined,unused-ignore]
-
-        starters["submission"] = lambda s: start_submission(svc, s, tls, implicit_tls=False)
-        starters["submissions"] = lambda s: start_submission(svc, s, tls, implicit_tls=True)
-    except ImportError:
-        pass
-    try:
-        from mailwright.pop3.server import start_pop3  # type: ignore[import-not-found,unused-ignore]
-
-        starters["pop3"] = lambda s: start_pop3(svc, s, tls, implicit_tls=False)
-        starters["pop3s"] = lambda s: start_pop3(svc, s, tls, implicit_tls=True)
-    except ImportError:
-        pass
-    return starters
