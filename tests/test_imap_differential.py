@@ -189,8 +189,10 @@ def _expect_ok(c: Connection, tag: bytes, what: str = "") -> None:
 # -------------------------------------------------------------------------------------- the tests
 def play_both(dovecot: Dovecot, mailwright: InProcessServer, script: str) -> tuple[Transcript, Transcript]:
     skip = mailwright.undeliverable  # type: ignore[attr-defined]
-    messages = [] if header(script, "messages") == "none" else [m for m in corpus() if m[0] not in skip]
-    if header(script, "readonly") == "yes" and messages:
+    exclude = set((header(script, "exclude") or "").split())
+    messages = [] if header(script, "messages") == "none" else [
+        m for m in corpus() if m[0] not in skip and m[0] not in exclude]
+    if header(script, "readonly") == "yes" and messages and not exclude:
         # Sessions that only EXAMINE share one loaded account per server (saves the loading).
         if not hasattr(dovecot, "shared_user"):
             dovecot.shared_user = dovecot.new_user()  # type: ignore[attr-defined]

@@ -13,6 +13,7 @@ Script format (tests/data/imap_sessions/*.imap), one item per line:
   `@close`         drop the current connection without LOGOUT.
   `@messages none` (header) do not preload the corpus into INBOX.
   `@readonly yes`  (header) the session only EXAMINEs: it may share an account with others.
+  `@exclude NAME..` (header) leave these corpus messages out (a Dovecot bug the session would hit).
   anything else    a command line `TAG VERB ...`. Variables: $USER $PASS $PLAIN (SASL PLAIN
                    base64), $UIDVALIDITY / $HIGHESTMODSEQ (last value this connection saw), $HIGHESTMODSEQ+1.
                    `{{file:NAME}}` is a synchronising literal with the bytes of a corpus message,
