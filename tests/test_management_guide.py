@@ -62,7 +62,7 @@ def run_python(name: str, base: str, token: str, tmp_path: Path) -> str:
     return out.stdout
 
 
-@pytest.mark.timeout(400)  # two subprocess servers' worth of start-up plus ~30 client processes
+@pytest.mark.timeout(400)  # a serve process and a CLI process start, plus ~30 client processes
 def test_guide_examples_against_serve(serve: tuple[ServeProcess, str, str], tmp_path: Path) -> None:
     """One server for all examples (starting `serve` dominates the cost): curl first, then Python."""
     if shutil.which("curl") is None:
