@@ -8,7 +8,10 @@ not exist is answered with an empty string (as Dovecot does, RFC 9051 leaves it 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from mailwright.imap.parser import ParseError, Token
 from mailwright.imap.response import flags_text, internaldate, literal
@@ -216,3 +219,63 @@ def render(items: list[Item], seq: int, uid: int, modseq: int, flags: str, cols:
     if with_modseq and not seen_modseq:
         parts.append(b"MODSEQ (%d)" % modseq)
     return b"* %d FETCH (" % seq + b" ".join(parts) + b")\r\n"
+
+
+_MONTHS_B = [m.encode() for m in ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")]
+
+
+def _idate(v: object) -> bytes:
+    """INTERNALDATE from a datetime, or from SQLite's text form 'YYYY-MM-DD HH:MM:SS[.ffffff]'."""
+    if isinstance(v, str) and len(v) >= 19 and v[4] == "-":
+        return b'INTERNALDATE "%s-%s-%s %s +0000"' % (
+            v[8:10].encode(), _MONTHS_B[int(v[5:7]) - 1], v[0:4].encode(), v[11:19].encode())
+    if isinstance(v, datetime):
+        return b"INTERNALDATE " + internaldate(v).encode()
+    return b'INTERNALDATE "01-Jan-1970 00:00:00 +0000"'
+
+
+def meta_plan(items: list[Item], cols: list[str], *, with_uid: bool, with_modseq: bool
+              ) -> Callable[[Sequence[Any], int], bytes] | None:
+    """A specialised renderer for FETCHes that need no blob (the full-sync hot path): rows are
+    (uid, modseq, flags, *cols); flag lists are formatted once per distinct value."""
+    if any(it.kind not in ("UID", "FLAGS", "MODSEQ", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODYSTRUCTURE",
+                           "BODY") for it in items):
+        return None
+    steps: list[tuple[str, int]] = []
+    seen: set[str] = set()
+    if with_uid:
+        steps.append(("UID", 0))
+        seen.add("UID")
+    for it in items:
+        if it.kind in ("UID", "MODSEQ") and it.kind in seen:
+            continue
+        seen.add(it.kind)
+        col = {"INTERNALDATE": "internal_date", "RFC822.SIZE": "size", "ENVELOPE": "envelope",
+               "BODYSTRUCTURE": "bodystructure", "BODY": "body"}.get(it.kind)
+        steps.append((it.kind, 3 + cols.index(col) if col else 0))
+    if with_modseq and "MODSEQ" not in seen:
+        steps.append(("MODSEQ", 0))
+    flag_cache: dict[str, bytes] = {}
+
+    def one(r: Sequence[Any], seq: int) -> bytes:
+        out = []
+        for kind, i in steps:
+            if kind == "UID":
+                out.append(b"UID %d" % r[0])
+            elif kind == "FLAGS":
+                f = r[2]
+                b = flag_cache.get(f)
+                if b is None:
+                    b = flag_cache[f] = b"FLAGS " + flags_text(f).encode()
+                out.append(b)
+            elif kind == "MODSEQ":
+                out.append(b"MODSEQ (%d)" % r[1])
+            elif kind == "INTERNALDATE":
+                out.append(_idate(r[i]))
+            elif kind == "RFC822.SIZE":
+                out.append(b"RFC822.SIZE %d" % r[i])
+            else:
+                out.append(kind.encode() + b" " + r[i].encode("utf-8", "surrogateescape"))
+        return b"* %d FETCH (" % seq + b" ".join(out) + b")\r\n"
+
+    return one

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 _LITERAL_AT_END = re.compile(rb"~?\{(\d{1,20})(\+?)\}\r?\n\Z")
@@ -24,7 +25,7 @@ class Rejected:
     """A command that could not be read whole: `close` means the connection must end."""
 
     head: bytes  # the first line (for the tag)
-    reason: str  # "line" | "toobig" | "toobig-nonsync"
+    reason: str  # "line" | "toobig" | "toobig-nonsync" | "answered" (a precheck already replied)
     close: bool = False
 
 
@@ -56,9 +57,16 @@ async def read_line(reader: asyncio.StreamReader) -> bytes | None:
         return None
 
 
-async def read_command(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, limits: Limits
-                       ) -> bytes | Rejected:
-    """The next command, literals included verbatim as they came over the wire."""
+Precheck = Callable[[bytes, int], Awaitable[bytes | None]]
+
+
+async def read_command(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, limits: Limits,
+                       precheck: Precheck | None = None) -> bytes | Rejected:
+    """The next command, literals included verbatim as they came over the wire.
+
+    Before asking for a synchronising literal, `precheck(command so far, literal size)` may
+    answer the command instead (APPEND to a missing mailbox gets NO [TRYCREATE] without the
+    client sending the message, as Dovecot does)."""
     buf = bytearray()
     head = b""
     while True:
@@ -82,6 +90,12 @@ async def read_command(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
                 return Rejected(head, "toobig-nonsync", close=True)
             return Rejected(head, "toobig")
         if not nonsync:
+            if precheck is not None:
+                answer = await precheck(bytes(buf[: len(buf) - len(m.group(0))]), size)
+                if answer is not None:
+                    writer.write(answer)
+                    await writer.drain()
+                    return Rejected(head, "answered")
             writer.write(b"+ OK\r\n")
             await writer.drain()
         buf += await reader.readexactly(size)

@@ -26,6 +26,8 @@ async def start_imap(svc: Services, sock: socket.socket, tls: ssl.SSLContext | N
             await ImapSession(svc, reader, writer, tls, implicit_tls).run()
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, TimeoutError):
             pass
+        except asyncio.CancelledError:  # node shutting down: end quietly (no "exception never retrieved")
+            pass
         except Exception:  # noqa: BLE001 - one broken session must never take the server down
             log.exception("IMAP session failed")
         finally:

@@ -33,6 +33,7 @@ from bisect import bisect_left
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from mailwright.directory import logins
 from mailwright.directory.errors import AlreadyExists, Forbidden, Invalid, NotFound, QuotaExceeded
@@ -159,7 +160,8 @@ class ImapSession:
         await self.flush()
         while not self.closing:
             try:
-                got = await asyncio.wait_for(read_command(self.reader, self.writer, self.limits), self.timeout)
+                got = await asyncio.wait_for(read_command(self.reader, self.writer, self.limits, self.precheck),
+                                             self.timeout)
             except TimeoutError:
                 self.w("* BYE Disconnected for inactivity.\r\n")
                 await self.flush()
@@ -172,7 +174,35 @@ class ImapSession:
             await self.handle(got)
             await self.flush()
 
+    async def precheck(self, head: bytes, size: int) -> bytes | None:
+        """Refuse an APPEND before its first literal is sent (see protocol.read_command)."""
+        if self.account is None or b"{" in head:
+            return None
+        try:
+            tag, name, args = split_command(head + b"\r\n")
+        except ParseError:
+            return None
+        if name != "APPEND" or not args or len(args) > 3:
+            return None
+        try:
+            mbox = self._mailbox_arg(args[0])
+            rest = args[1:]
+            if rest and isinstance(rest[0], list):
+                _flag_list([rest[0]])
+                rest = rest[1:]
+            if rest and (not isinstance(rest[0], bytes) or parse_datetime(rest[0].decode("ascii", "replace")) is None):
+                raise ParseError("invalid date-time")
+        except (ParseError, Bad) as e:
+            return f"{tag} BAD Error in IMAP command APPEND: {e}\r\n".encode()
+        if size == 0:
+            return f"{tag} NO Can't save a zero byte message.\r\n".encode()
+        if await imapview.get_box(self.svc, self.pid(), mbox) is None:
+            return f"{tag} NO [TRYCREATE] Mailbox doesn't exist: {mbox}\r\n".encode("utf-8", "surrogateescape")
+        return None
+
     async def rejected(self, r: Rejected) -> None:
+        if r.reason == "answered":
+            return
         tag = r.head.split(b" ", 1)[0].decode("ascii", "replace") if r.head and r.head[:1] not in b" \r\n" else "*"
         if r.reason == "line":
             self.w(f"{tag} BAD Error in IMAP command: line too long\r\n")
@@ -915,7 +945,12 @@ async def _do_fetch(s: ImapSession, items: list[fetchmod.Item], idxs: list[int],
                 sel.reported[u] = m
                 newly_seen.add(u)
     cols = fetchmod.columns_for(items)
-    rows = await imapview.rows(s.svc, sel.box_id, lo, hi, cols, changed_since=changed_since)
+    plan = fetchmod.meta_plan(items, cols, with_uid=by_uid, with_modseq=with_modseq) if not newly_seen else None
+    rows = await imapview.rows(s.svc, sel.box_id, lo, hi, cols, changed_since=changed_since,
+                               raw_dates=plan is not None)
+    if plan is not None:
+        await _fast_fetch(s, plan, rows, wanted)
+        return
     blob = "blob_hash" in cols
     has_flags = any(it.kind == "FLAGS" for it in items)
     extra_flags = [fetchmod.Item("FLAGS")]
@@ -945,6 +980,33 @@ async def _do_fetch(s: ImapSession, items: list[fetchmod.Item], idxs: list[int],
             size = 0
     if failed_cte:
         raise No("[UNKNOWN-CTE] Unknown Content-Transfer-Encoding")
+
+
+async def _fast_fetch(s: ImapSession, plan: Callable[[Any, int], bytes], rows: list[Any], wanted: set[int] | None
+                      ) -> None:
+    """Metadata-only FETCH: one formatted chunk per message, written in large batches."""
+    sel = s.sel
+    assert sel is not None
+    uids = sel.uids
+    out = s.out
+    size = 0
+    n = len(uids)
+    i = 0
+    for r in rows:
+        uid = r[0]
+        if wanted is not None and uid not in wanted:
+            continue
+        if i >= n or uids[i] != uid:
+            i = bisect_left(uids, uid)
+            if i >= n or uids[i] != uid:
+                continue
+        chunk = plan(r, i + 1)
+        i += 1
+        out.append(chunk)
+        size += len(chunk)
+        if size >= FLUSH_BYTES * 4:
+            await s.flush()
+            size = 0
 
 
 def _flag_list(toks: list[Token]) -> list[str]:

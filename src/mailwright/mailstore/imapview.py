@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Text, func, select, type_coerce
 
 from mailwright.services import Services
 from mailwright.storage.models import Mailbox, MailboxEntry, Message, Principal, Tombstone
@@ -127,11 +127,15 @@ MESSAGE_COLUMNS = {
 
 
 async def rows(svc: Services, mailbox_id: int, lo_uid: int, hi_uid: int, columns: Sequence[str],
-               *, changed_since: int | None = None) -> list[Any]:
+               *, changed_since: int | None = None, raw_dates: bool = False) -> list[Any]:
     """(uid, modseq, flags, *columns) for entries with lo_uid <= uid <= hi_uid, in UID order.
 
-    One query, plain row tuples: this is the hot path of a full sync."""
-    cols = [MESSAGE_COLUMNS[c] for c in columns]
+    One query, plain row tuples: this is the hot path of a full sync. With raw_dates,
+    internal_date comes as the driver gives it (SQLite: text, no per-row datetime parsing)."""
+    cols: list[Any] = [MESSAGE_COLUMNS[c] for c in columns]
+    if raw_dates and svc.db.is_sqlite:
+        cols = [type_coerce(Message.internal_date, Text) if c == "internal_date" else MESSAGE_COLUMNS[c]
+                for c in columns]
     q = select(MailboxEntry.uid, MailboxEntry.modseq, MailboxEntry.flags, *cols)
     if cols:
         q = q.join(Message, Message.id == MailboxEntry.message_id)
