@@ -5,6 +5,7 @@ opportunistic STARTTLS, held mail of suspended tenants, the queue API and CLI.""
 from __future__ import annotations
 
 import email
+import json
 import subprocess
 import sys
 import time
@@ -309,28 +310,36 @@ def test_queue_api_tenant_scope(mw: InProcessServer, peer: SmtpPeer) -> None:
 
 
 def test_queue_cli(mw: InProcessServer, peer: SmtpPeer, tmp_path: Path) -> None:
-    if "postgres" in mw.settings.database_url:
-        pytest.skip("the CLI shares run_with_services with every command; one database is enough (each run ~5 s)")
+    from typer.testing import CliRunner
+
+    from mailwright.cli import app
+
     route_to(mw, "remote.test", peer.port)
     peer.script.mail_reply = "451 4.3.0 wait"
     res = send(mw, ["cli@remote.test"])
     wait(lambda: entries(mw) and entries(mw)[0].recipients[0].attempts >= 1, what="a first attempt")
-    base = [sys.executable, "-m", "mailwright", "queue"]
     opts = ["--data-dir", str(mw.settings.data_dir), "--database-url", mw.settings.database_url]
-
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*base, *args, *opts], capture_output=True, text=True, timeout=60)
-
-    out = cli("list")
+    # Once as the real command (the entry point), then in-process (each interpreter start costs seconds).
+    out = subprocess.run([sys.executable, "-m", "mailwright", "queue", "list", *opts], capture_output=True,
+                         text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "cli@remote.test" in out.stdout and "1 message(s) queued" in out.stdout
-    out = cli("show", str(res.queue_id))
-    assert out.returncode == 0 and "last error: smtp; 451 4.3.0 wait" in out.stdout, out.stdout + out.stderr
-    out = cli("show", "424242")
-    assert out.returncode != 0 and "not found" in out.stderr
-    assert cli("retry", str(res.queue_id)).returncode == 0
-    assert cli("delete", str(res.queue_id)).returncode == 0
+    runner = CliRunner()
+
+    def cli(*args: str) -> tuple[int, str]:
+        r = runner.invoke(app, ["queue", *args, *opts])
+        return r.exit_code, r.output
+
+    code, text = cli("show", str(res.queue_id))
+    assert code == 0 and "last error: smtp; 451 4.3.0 wait" in text, text
+    code, text = cli("show", str(res.queue_id), "--json")
+    assert code == 0 and json.loads(text)["recipients"][0]["address"] == "cli@remote.test"
+    code, text = cli("show", "424242")
+    assert code != 0 and "not found" in text
+    assert cli("retry", str(res.queue_id))[0] == 0
+    assert cli("delete", str(res.queue_id))[0] == 0
     assert entries(mw) == []
+    assert "0 message(s) queued" in cli("list")[1]
 
 
 def test_two_nodes_share_the_queue_exactly_once(mw: InProcessServer, peer: SmtpPeer,
@@ -378,3 +387,21 @@ def test_two_nodes_share_the_queue_exactly_once(mw: InProcessServer, peer: SmtpP
         print(f"\n{n} queued messages delivered by two runners in {elapsed:.2f} s ({n / elapsed:.0f}/s)")
     finally:
         other.stop()
+
+
+def test_a_slow_destination_does_not_hold_back_the_others(mw: InProcessServer, peer: SmtpPeer,
+                                                          tmp_path: Path) -> None:
+    slow = SmtpPeer(tmp_path / "slow").start()
+    try:
+        slow.script.data_delay = 6.0  # a tarpit
+        route_to(mw, "slow.test", slow.port)
+        route_to(mw, "remote.test", peer.port)
+        send(mw, ["x@slow.test"], subject="to the tarpit")
+        time.sleep(0.5)  # its cycle is now stuck in DATA
+        t0 = time.monotonic()
+        send(mw, ["y@remote.test"], subject="meanwhile")
+        peer.wait_for(lambda r: len(r) == 1, timeout=5)
+        assert time.monotonic() - t0 < 4 and slow.received == []
+        slow.wait_for(lambda r: len(r) == 1, timeout=20)
+    finally:
+        slow.stop()

@@ -62,6 +62,7 @@ __all__ = ["QueueRunner", "start_runner"]
 log = logging.getLogger(__name__)
 
 BATCH = 500
+MAX_CYCLES = 4  # claims being worked on at once by one runner
 RECORD_EVERY = 0.5  # seconds between commits of finished deliveries within a cycle
 CONNECTIONS_PER_DESTINATION = 4
 MESSAGES_PER_CONNECTION = 100
@@ -120,34 +121,61 @@ class QueueRunner:
     def __init__(self, svc: Services) -> None:
         self.svc = svc
         self._tls = _tls_context()
+        # Destinations delivered to at once, across overlapping cycles.
+        self._sem = asyncio.Semaphore(max(1, svc.settings.outbound_concurrency))
 
     # -- loop ---------------------------------------------------------------------------------
 
     async def run_forever(self) -> None:
+        """Claim and deliver until cancelled; up to MAX_CYCLES cycles overlap, so one slow
+        destination (timeouts, a tarpit) never holds back mail for the others."""
         wake = wakeup_event(self.svc)
-        while True:
-            wake.clear()
-            try:
-                n = await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("outbound queue cycle failed")
-                n = 0
-                await asyncio.sleep(1)
-            if n == 0:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(wake.wait(), timeout=self.svc.settings.queue_poll_seconds)
+        running: set[asyncio.Task[int]] = set()
+        try:
+            while True:
+                wake.clear()
+                if len(running) < MAX_CYCLES:
+                    token = uuid.uuid4().hex
+                    try:
+                        jobs = await self._claim(token)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:
+                        log.exception("claiming queued mail failed")
+                        jobs = []
+                        await asyncio.sleep(1)
+                    if jobs:
+                        task = asyncio.create_task(self._guarded_cycle(token, jobs), name="outbound-cycle")
+                        running.add(task)
+                        task.add_done_callback(running.discard)
+                        continue
+                waker = asyncio.create_task(wake.wait())
+                try:
+                    await asyncio.wait([waker, *running], timeout=self.svc.settings.queue_poll_seconds,
+                                       return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waker.cancel()
+        finally:
+            for task in list(running):
+                task.cancel()
 
     async def run_once(self) -> int:
-        """One cycle; returns how many recipients it handled."""
+        """One cycle, start to end; returns how many recipients it handled."""
         token = uuid.uuid4().hex
         jobs = await self._claim(token)
         if not jobs:
             return 0
+        return await self._guarded_cycle(token, jobs)
+
+    async def _guarded_cycle(self, token: str, jobs: list[Job]) -> int:
         renew = asyncio.create_task(self._renew(token), name="outbound-lease")
         try:
             return await self._cycle(token, jobs)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the leases run out and another cycle retries the recipients
+            log.exception("outbound queue cycle failed")
+            return 0
         finally:
             renew.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -181,7 +209,7 @@ class QueueRunner:
             for dom, rs in per.items():
                 by_domain.setdefault(dom, []).append((job, rs))
         local_domains = await self._hosted(list(by_domain))
-        sem = asyncio.Semaphore(max(1, self.svc.settings.outbound_concurrency))
+        sem = self._sem
 
         async def one(dom: str, work: list[tuple[Job, list[Rcpt]]]) -> None:
             async with sem:
