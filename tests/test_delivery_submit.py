@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import email
 import imaplib
+import re
+import smtplib
+import ssl
 from collections.abc import Callable
 from email import policy
 from pathlib import Path
@@ -139,15 +142,35 @@ def _set_limits(srv: InProcessServer, *, principal: dict[str, int | None] | None
     srv.run(go)
 
 
-def test_send_limits_hold_across_two_processes(mw: InProcessServer, tmp_path: Path) -> None:
-    """Two nodes on one database share the counters (per message, not per recipient)."""
+def smtp_submit(srv: InProcessServer, user: str, rcpts: list[str], subject: str) -> tuple[int, str]:
+    """Through the submission port (STARTTLS + AUTH); the reply to the message."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with smtplib.SMTP("127.0.0.1", srv.ports["submission"], timeout=30) as smtp:
+        smtp.starttls(context=ctx)
+        smtp.login(user, PASSWORD)
+        try:
+            smtp.sendmail(user, rcpts, msg(user, subject=subject))
+        except smtplib.SMTPDataError as exc:
+            err = exc.smtp_error
+            return exc.smtp_code, err.decode() if isinstance(err, bytes) else err
+        return 250, "OK"
+
+
+def test_send_limits_hold_across_two_processes(mw: InProcessServer) -> None:
+    """Two nodes on one database share the counters (per message, not per recipient); SMTP
+    answers 451 4.7.0 with the wait."""
     _set_limits(mw, principal={"send_per_hour": 3})
     other = InProcessServer(mw.settings.data_dir, mw.settings.database_url).start()  # shared blobs too
     try:
-        nodes = [mw, other, mw]
-        for i, node in enumerate(nodes):
-            do_submit(node, "alice@a.test", "alice@a.test", ["bob@a.test", "al@a.test"], msg(subject=f"n{i}"))
+        for i, node in enumerate([mw, other, mw]):
+            assert smtp_submit(node, "alice@a.test", ["bob@a.test", "al@a.test"], f"n{i}")[0] == 250
         for node in (other, mw):
+            code, text = smtp_submit(node, "alice@a.test", ["bob@a.test"], "over")
+            assert code == 451 and text.startswith("4.7.0"), text
+            wait_s = int(re.search(r"(\d+) seconds", text).group(1))  # type: ignore[union-attr]
+            assert 0 < wait_s <= 3600
             with pytest.raises(SendLimitExceeded) as exc:
                 do_submit(node, "alice@a.test", "alice@a.test", ["bob@a.test"], msg())
             assert 0 < exc.value.retry_after <= 3600
