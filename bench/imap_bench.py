@@ -11,6 +11,9 @@ IMAP client (``imap_load.py``) measures, on each server:
              BODYSTRUCTURE)``: rep 1 is the first after delivery, reps 2-3 warm (best is kept);
 * ``fetch``  sequential ``FETCH n BODY.PEEK[]`` (MB/s of literal bytes);
 * ``bulk``   one ``FETCH 1:F BODY.PEEK[]``.
+* ``--idle N`` (Mailwright only): N connections LOGIN, SELECT and IDLE at once; the serve
+  process's RSS is reported (issue 5 target: 10,000 under 1 GiB), and the time until a new
+  message delivered over SMTP is announced (EXISTS) to the IDLE connections of its user.
 
 Targets:
 * **Mailwright**: ``python -m mailwright serve`` on a fresh temp dir, SQLite (``--database-url``
@@ -205,6 +208,98 @@ def measure(target: Any, a: argparse.Namespace) -> dict[str, Any]:
     return got
 
 
+def tree_rss_mib(pid: int) -> float:
+    """RSS of a process and its descendants (serve may fork workers), MiB."""
+    pids, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        pids.add(p)
+        try:
+            for child in Path(f"/proc/{p}/task/{p}/children").read_text().split():
+                todo.append(int(child))
+        except OSError:
+            pass
+    kib = 0
+    for p in pids:
+        try:
+            for ln in Path(f"/proc/{p}/status").read_text().splitlines():
+                if ln.startswith("VmRSS:"):
+                    kib += int(ln.split()[1])
+        except OSError:
+            pass
+    return kib / 1024
+
+
+async def _idle_clients(port: int, n: int, conc: int) -> tuple[list[Any], float]:
+    """Open n connections that LOGIN (user2..user100), SELECT INBOX and IDLE; returns writers, seconds."""
+    import asyncio
+
+    sem = asyncio.Semaphore(conc)
+    conns: list[Any] = []
+
+    async def one(i: int) -> None:
+        async with sem:
+            r, w = await asyncio.open_connection("127.0.0.1", port)
+            await r.readline()
+            user = f"user{2 + i % 99}@bench.test"
+            w.write(f"a LOGIN {user} benchpass\r\nb SELECT INBOX\r\nc IDLE\r\n".encode())
+            while True:
+                line = await r.readline()
+                if not line:
+                    raise RuntimeError("connection closed during setup")
+                if line.startswith((b"a NO", b"a BAD", b"b NO", b"b BAD")):
+                    raise RuntimeError(line.decode(errors="replace"))
+                if line.startswith(b"+"):
+                    break
+            conns.append((i, r, w))
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    return conns, time.perf_counter() - t0
+
+
+def idle_test(mw: Mailwright, n: int) -> dict[str, Any]:
+    """n IDLE connections in one serve process: setup rate, server RSS, and a new-mail notice latency."""
+    import asyncio
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, n + 1000)), hard))
+    assert mw.proc is not None
+    rss0 = tree_rss_mib(mw.proc.pid)
+
+    async def go() -> dict[str, Any]:
+        conns, el = await _idle_clients(mw.imap, n, 64)
+        await asyncio.sleep(2)
+        rss = tree_rss_mib(mw.proc.pid)  # type: ignore[union-attr]
+        # new mail for user2: every IDLE connection of user2 must hear EXISTS
+        watchers = [(r, w) for i, r, w in conns if i % 99 == 0][:20]  # the user2 connections
+        t0 = time.perf_counter()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(SMTP_LOAD), "--port", str(mw.smtp), "-n", "1", "-s", "2048", "--rcpt",
+            "user2@bench.test", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        await asyncio.wait_for(proc.wait(), 60)
+        lat = []
+        for r, _w in watchers:
+            while True:
+                try:
+                    line = await asyncio.wait_for(r.readline(), max(0.1, t0 + 15 - time.perf_counter()))
+                except TimeoutError:
+                    break  # not announced within 15 s: counted as missing
+                if b"EXISTS" in line:
+                    lat.append(time.perf_counter() - t0)
+                    break
+        for _i, _r, w in conns:
+            w.close()
+        return {"idle_conns": len(conns), "setup_s": round(el, 1), "server_rss_mib": round(rss, 1),
+                "server_rss_before_mib": round(rss0, 1), "notify_max_s": round(max(lat), 3) if lat else None,
+                "notified": f"{len(lat)}/{len(watchers)}", "smtp_rc": proc.returncode}
+
+    res = asyncio.run(go())
+    print(f"  idle: {res}", flush=True)
+    return res
+
+
 def login_rate(rec: dict[str, Any]) -> float | None:
     for key in ("logins_per_s", "per_s", "rate"):
         if key in rec:
@@ -241,6 +336,7 @@ def main() -> None:
     ap.add_argument("--populate-imap", action="store_true", help="load Mailwright by IMAP APPEND, not SMTP")
     ap.add_argument("--no-dovecot", action="store_true")
     ap.add_argument("--only-dovecot", action="store_true")
+    ap.add_argument("--idle", type=int, default=0, help="also hold N IDLE connections on Mailwright, report RSS")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--base", type=Path, default=None)
     a = ap.parse_args()
@@ -262,6 +358,8 @@ def main() -> None:
             else:
                 populate_smtp(t, a.messages)
             results[t.name] = measure(t, a)
+            if isinstance(t, Mailwright) and a.idle:
+                results[t.name]["idle"] = idle_test(t, a.idle)
             t.stop()  # one server at a time: the other must not compete for the 2 cores
     finally:
         for t in targets:
@@ -273,6 +371,11 @@ def main() -> None:
     print()
     print(f"IMAP, user1 INBOX with {a.messages} messages ({SIZES} bytes, multipart), same client, same machine")
     print(table(results))
+    idle = results.get("mailwright", {}).get("idle")
+    if idle:
+        print(f"\nMailwright: {idle['idle_conns']} IDLE connections in one process, server RSS "
+              f"{idle['server_rss_mib']} MiB (before: {idle['server_rss_before_mib']} MiB), set up in "
+              f"{idle['setup_s']} s; new mail announced to {idle['notified']} idlers within {idle['notify_max_s']} s")
     if a.json:
         with a.json.open("w") as fh:
             for name, r in results.items():
