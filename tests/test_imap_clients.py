@@ -411,3 +411,31 @@ def test_fetchmail_pop3(server: InProcessServer, tmp_path: Path) -> None:
     text = out.read_text()
     assert "Subject: pop one" in text and "Subject: pop two" in text
     assert len(server_view(server, addr)) == 2  # keep
+
+
+# ------------------------------------------------------------------------------------------ IDLE
+def test_idle_hears_smtp_delivery_within_a_second(server: InProcessServer) -> None:
+    """Issue 5: IDLE announces new mail delivered by any path (here: the MX, via smtplib) within 1 s."""
+    import smtplib
+
+    from tests.support.imap_session import Connection
+
+    addr, _ = account(server)
+    c = Connection(server.ports["imap"])
+    try:
+        assert c.read_response() is not None
+        c.send(f'L LOGIN "{addr}" "{PASSWORD}"\r\nS SELECT INBOX\r\nI IDLE\r\n'.encode())
+        while not (c.read_response() or b"+").startswith(b"+"):
+            pass
+        t0 = time.monotonic()
+        with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=30) as s:
+            assert s.sendmail("bob@remote.test", [addr], msg(1, "while idling")) == {}
+        sent = time.monotonic()
+        line = c.read_response(timeout=5)
+        assert line == b"* 1 EXISTS\r\n", line
+        assert time.monotonic() - sent < 1.0, f"announced {time.monotonic() - sent:.2f}s after the 250"
+        c.send(b"DONE\r\n")
+        assert (c.read_response() or b"").startswith(b"I OK")
+        assert t0 <= sent
+    finally:
+        c.close()
