@@ -14,6 +14,7 @@ import smtplib
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -28,7 +29,7 @@ def test_concurrent_deliveries_share_commits_and_failures_stay_alone(server: InP
     add_domain(server, "gc.test")
     pids = [add_mailbox(server, f"u{i}@gc.test") for i in range(4)]
 
-    async def burst(svc: Services) -> tuple[list[object], int, int]:
+    async def burst(svc: Services) -> tuple[list[Any], int, int]:
         gc = groupcommit.committer_for(svc)
         b0, j0 = gc.batches, gc.jobs
         jobs = []
