@@ -63,7 +63,10 @@ class Tokenizer:
                     self.pos += 1
                     return items
                 if items:
-                    self.space()
+                    if d[self.pos] == 0x20:
+                        self.pos += 1
+                    elif not (d[self.pos] == 0x28 and isinstance(items[-1], list)):
+                        raise ParseError("expected space")  # ")(" needs none, as in ENVELOPE
                 items.append(self.token(depth + 1))
         if c == 0x22:  # "
             return self.quoted()

@@ -1186,7 +1186,12 @@ async def cmd_search(s: ImapSession, tag: str, args: list[Token], by_uid: bool =
         s.w(line + "\r\n")
         return "OK Search completed."
     if "SAVE" in ret:
-        sel.saved = {m.uid for m, _ in found}
+        if found and ("MIN" in ret or "MAX" in ret) and not ({"ALL", "COUNT"} & ret):
+            # RFC 5182 §2.4: with only MIN/MAX, $ is just those messages
+            picked = ([found[0][0].uid] if "MIN" in ret else []) + ([found[-1][0].uid] if "MAX" in ret else [])
+            sel.saved = set(picked)
+        else:
+            sel.saved = {m.uid for m, _ in found}
         if ret == {"SAVE"}:
             return "OK Search completed."
     parts = [f'* ESEARCH (TAG "{tag}")']

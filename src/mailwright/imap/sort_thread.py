@@ -40,9 +40,34 @@ def parse_criteria(tok: Token) -> list[tuple[str, bool]]:
     return out
 
 
-def _mbox(addrs: str | None) -> str:
-    first = (addrs or "").split(",")[0]
-    return first.split("@")[0].casefold()
+def _casemap(s: str) -> str:
+    """i;unicode-casemap (RFC 5051), as Dovecot compares base subjects: titlecase, decompose."""
+    import unicodedata
+
+    return unicodedata.normalize("NFKD", s.upper())
+
+
+_ENV_INDEX = {"FROM": 2, "TO": 5, "CC": 6}
+
+
+def _env_mailbox(envelope: str | None, which: str) -> str:
+    """addr-mailbox of the first address of From/To/Cc, read from the stored ENVELOPE (so odd
+    addresses sort as Dovecot sorts them, RFC 5256 §2.2: i;ascii-casemap of the mailbox)."""
+    from mailwright.imap.parser import ParseError, Tokenizer
+
+    if not envelope:
+        return ""
+    try:
+        env = Tokenizer(envelope.encode("utf-8", "surrogateescape")).token(0)
+    except ParseError:
+        return ""
+    if not isinstance(env, list) or len(env) < 7:
+        return ""
+    addrs = env[_ENV_INDEX[which]]
+    for a in addrs if isinstance(addrs, list) else []:
+        if isinstance(a, list) and len(a) == 4 and isinstance(a[2], bytes):
+            return a[2].decode("utf-8", "replace").lower()  # a group's name counts too (Dovecot)
+    return ""
 
 
 def _aware(d: datetime | None) -> datetime:
@@ -67,20 +92,17 @@ def _key(r: SortRow, crit: str) -> Any:
     if crit == "SIZE":
         return int(c["size"])
     if crit == "SUBJECT":
-        return (c["base_subject"] or "").casefold()
-    if crit == "FROM":
-        return _mbox(c["from_addr"])
+        return _casemap(c["base_subject"] or "")
+    if crit in ("FROM", "TO", "CC"):
+        return _env_mailbox(c["envelope"], crit)
     if crit == "DISPLAYFROM":
         return (c["from_display"] or c["from_addr"] or "").casefold()
-    if crit in ("TO", "DISPLAYTO"):
-        return _mbox(c["to_addrs"])
-    if crit == "CC":
-        return _mbox(c["cc_addrs"])
+    if crit == "DISPLAYTO":
+        return _env_mailbox(c["envelope"], "TO")
     return 0
 
 
-SORT_COLUMNS = ["internal_date", "sent_date", "size", "base_subject", "from_addr", "to_addrs", "cc_addrs",
-                "from_display"]
+SORT_COLUMNS = ["internal_date", "sent_date", "size", "base_subject", "from_addr", "from_display", "envelope"]
 
 
 def sort(rows: list[SortRow], criteria: list[tuple[str, bool]]) -> list[SortRow]:
