@@ -231,6 +231,18 @@ def test_suspended_tenant_mail_is_held(mw: InProcessServer, peer: SmtpPeer) -> N
     peer.wait_for(lambda r: len(r) == 1)
 
 
+def test_terminated_tenant_mail_is_dropped_without_bounce(mw: InProcessServer, peer: SmtpPeer) -> None:
+    route_to(mw, "remote.test", peer.port)
+    peer.script.mail_reply = "451 4.3.0 not yet"
+    send(mw, ["gone@remote.test"])
+    wait(lambda: entries(mw) and entries(mw)[0].recipients[0].attempts >= 1, what="a first attempt")
+    set_tenant_status(mw, mw.run(lambda svc: _principal_id(svc, "alice@a.test")), "terminated")
+    peer.script.mail_reply = None
+    wait(lambda: not entries(mw), what="the queue to drop the message")
+    time.sleep(1)
+    assert entries(mw) == [] and peer.received == []
+
+
 async def _principal_id(svc: Services, name: str) -> str:
     from mailwright.directory.principals import find_principal
 

@@ -25,7 +25,8 @@ Cycle: claim due recipients -> group them by destination domain -> deliver -> re
 * **Suspended tenants.** Their queued mail is held, not sent and not expired: each claim
   pushes it back by one retry base without counting an attempt. Once the tenant is active
   again, mail older than its lifetime gets one last attempt before it bounces (Postfix's hold
-  queue behaves the same way).
+  queue behaves the same way). Mail of a terminated (or deleted) tenant is dropped without a
+  bounce.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from mailwright.directory.tenants import tenant_is_active
 from mailwright.mailstore import messages, quota
 from mailwright.mailstore.changes import remove_blob_files
 from mailwright.services import Services
-from mailwright.storage.models import Blob, Domain, QueuedMessage, QueuedRecipient, utcnow
+from mailwright.storage.models import Blob, Domain, QueuedMessage, QueuedRecipient, Tenant, utcnow
 
 from . import dsn as dsn_mod
 from .mx import DestinationError, Hop, destinations
@@ -88,6 +89,7 @@ class Job:
     created_at: datetime
     expires_at: datetime
     rcpts: list[Rcpt] = field(default_factory=list)
+    orphan: bool = False  # its tenant was terminated: dropped, never bounced
 
 
 @dataclass(frozen=True)
@@ -183,12 +185,16 @@ class QueueRunner:
 
     async def _cycle(self, token: str, jobs: list[Job]) -> int:
         outcomes: dict[int, Outcome] = {}
-        held = await self._held(jobs)
+        held, gone = await self._tenant_states(jobs)
         for job in jobs:
-            if job.tenant_id in held:
+            if job.tenant_id in gone:
+                job.orphan = True
+                for r in job.rcpts:
+                    outcomes[r.id] = Outcome("perm", "5.3.0", "the sending tenant no longer exists")
+            elif job.tenant_id in held:
                 for r in job.rcpts:
                     outcomes[r.id] = Outcome("hold", "4.3.2", "tenant suspended: held")
-        active = [j for j in jobs if j.tenant_id not in held]
+        active = [j for j in jobs if j.tenant_id not in held and j.tenant_id not in gone]
         blobs: dict[str, bytes | None] = {}
         for job in active:
             if job.blob_hash not in blobs:
@@ -293,13 +299,27 @@ class QueueRunner:
             job.rcpts.append(Rcpt(r.id, r.rcpt, r.domain, r.attempts))
         return list(jobs.values())
 
-    async def _held(self, jobs: list[Job]) -> set[str | None]:
+    async def _tenant_states(self, jobs: list[Job]) -> tuple[set[str | None], set[str | None]]:
+        """(held, gone): tenants (or a reseller above them) suspended, and tenants terminated or
+        deleted, whose mail is dropped without a bounce (there is nobody left to tell)."""
         held: set[str | None] = set()
+        gone: set[str | None] = set()
         async with self.svc.db.read() as s:
             for tid in {j.tenant_id for j in jobs if j.tenant_id}:
-                if not await tenant_is_active(s, tid):
-                    held.add(tid)
-        return held
+                if await tenant_is_active(s, tid):
+                    continue
+                cur: str | None = tid
+                state = "held"
+                for _ in range(8):
+                    if cur is None:
+                        break
+                    t = await s.get(Tenant, cur)
+                    if t is None or t.status == "terminated":
+                        state = "gone"
+                        break
+                    cur = t.parent_id
+                (gone if state == "gone" else held).add(tid)
+        return held, gone
 
     async def _hosted(self, domains: list[str]) -> set[str]:
         if not domains:
@@ -511,8 +531,8 @@ class QueueRunner:
         return timedelta(seconds=delay)
 
     def _dsn_recipient(self, job: Job) -> str | None:
-        if not job.mail_from or job.kind == "dsn":
-            return None  # never bounce a bounce
+        if not job.mail_from or job.kind == "dsn" or job.orphan:
+            return None  # never bounce a bounce (nor mail of a tenant that is gone)
         sender = job.mail_from
         if is_srs(sender):
             back = srs_reverse(sender, srs_secret(self.svc))
