@@ -35,7 +35,7 @@ from mailwright.directory import passwords
 from mailwright.directory.errors import AlreadyExists, Invalid, MissingField, NotFound
 from mailwright.directory.names import normalize_address, split_address
 from mailwright.storage.db import Database
-from mailwright.storage.models import Address, Credential, Domain, ListMember, Message, Principal
+from mailwright.storage.models import Address, Credential, Domain, ListMember, Message, Principal, new_id
 
 if TYPE_CHECKING:
     from mailwright.directory.tenants import Actor
@@ -174,13 +174,28 @@ async def create_principal(
 
     from mailwright.mailstore import mailboxes  # the mailstore owns mailbox creation
 
+    emails = list(dict.fromkeys(emails))
     try:
         async with db.write() as s:
-            for addr in emails:  # foreign domains first (400), so a taken foreign name does not leak (409)
-                await _domain_for(s, addr, tenant_id, "emails")
-            if (await s.execute(select(Principal.id).where(Principal.name == name))).first():
-                raise AlreadyExists(f"principal {name} already exists", field="name", value=name)
+            # Few round trips (this is the bulk-provisioning path): the domains of all addresses in
+            # one query, foreign ones refused first (400) so a taken foreign name does not leak
+            # (409); then the name and every address checked in one query; then one flush.
+            wanted = {split_address(a)[1] for a in emails}
+            doms = {d.name: d for d in (await s.execute(select(Domain).where(Domain.name.in_(wanted)))).scalars()}
+            for addr in emails:
+                dom = doms.get(split_address(addr)[1])
+                if dom is None or dom.tenant_id != tenant_id:
+                    raise Invalid(f"domain {split_address(addr)[1]} is not a domain of this tenant", field="emails",
+                                  value=addr)
+            clash = (await s.execute(
+                select(Principal.name).where(Principal.name == name).union_all(
+                    select(Address.address).where(Address.address.in_(emails)))
+            )).scalars().first()
+            if clash is not None:
+                field = "name" if clash == name else "emails"
+                raise AlreadyExists(f"{clash} is already in use", field=field, value=clash)
             p = Principal(
+                id=new_id(),
                 tenant_id=tenant_id,
                 type=spec.type,
                 name=name,
@@ -189,12 +204,13 @@ async def create_principal(
                 quota_bytes=spec.quota or 0,
                 role=role,
                 workspace_id=spec.workspace_id,
+                domain_id=doms[split_address(emails[0])[1]].id if emails else None,
             )
             s.add(p)
-            await s.flush()
-            await _claim_addresses(s, p, emails, primary=emails[0] if emails else None)
-            for h in hashes:
-                s.add(Credential(principal_id=p.id, secret_hash=h))
+            await s.flush()  # no ORM relationships: the principal row must exist before rows referencing it
+            s.add_all([Address(address=a, principal_id=p.id, domain_id=doms[split_address(a)[1]].id,
+                               is_primary=i == 0) for i, a in enumerate(emails)])
+            s.add_all([Credential(principal_id=p.id, secret_hash=h) for h in hashes])
             for m in dict.fromkeys(members):
                 await _check_member(s, m, tenant_id)
                 s.add(ListMember(list_id=p.id, member=m))
