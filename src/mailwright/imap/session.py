@@ -61,6 +61,31 @@ FLUSH_BYTES = 256 * 1024
 PREAUTH_LITERAL = 64 * 1024
 
 
+_SHARED: dict[tuple[int, int, int], tuple[object, asyncio.Future[imapview.Changes | None]]] = {}
+
+
+async def shared_changes(svc: Services, box_id: int, since: int, event: object | None
+                         ) -> imapview.Changes | None:
+    """changes_since, shared by the sessions woken by the same event.
+
+    When one delivery wakes thousands of IDLE connections on the same mailbox, they all ask the
+    same question (same mailbox, same modseq) because of the same event object; the first asks
+    the database (after the event was published, so the answer includes its change), the
+    others reuse that answer."""
+    if event is None:
+        return await imapview.changes_since(svc, box_id, since)
+    key = (id(svc), box_id, since)
+    hit = _SHARED.get(key)
+    if hit is not None and hit[0] is event:
+        return await asyncio.shield(hit[1])
+    fut = asyncio.ensure_future(imapview.changes_since(svc, box_id, since))
+    _SHARED[key] = (event, fut)
+    if len(_SHARED) > 4096:
+        for k in [k for k, (_e, f) in _SHARED.items() if f.done()]:
+            del _SHARED[k]
+    return await asyncio.shield(fut)
+
+
 class Bad(Exception):
     """Answer the command with BAD and this text."""
 
@@ -297,7 +322,7 @@ class ImapSession:
             return i + 1
         return 0
 
-    async def sync(self, expunges: bool = True) -> None:
+    async def sync(self, expunges: bool = True, event: object | None = None) -> None:
         """Report what other connections changed in the selected mailbox (EXPUNGE/VANISHED first,
         then EXISTS, then FETCH FLAGS), and advance this connection's modseq.
 
@@ -306,7 +331,7 @@ class ImapSession:
         sel = self.sel
         if sel is None:
             return
-        ch = await imapview.changes_since(self.svc, sel.box_id, sel.modseq)
+        ch = await shared_changes(self.svc, sel.box_id, sel.modseq, event)
         if ch is None:
             self.w("* BYE Selected mailbox was deleted, have to disconnect.\r\n")
             self.closing = True
@@ -1383,10 +1408,10 @@ async def cmd_idle(s: ImapSession, tag: str, args: list[Token]) -> str:
                     ev = get_task.result()
                     relevant = box_id is not None and ev.mailbox_id == box_id
                     while not q.empty():
-                        e2 = q.get_nowait()
-                        relevant = relevant or (box_id is not None and e2.mailbox_id == box_id)
+                        ev = q.get_nowait()
+                        relevant = relevant or (box_id is not None and ev.mailbox_id == box_id)
                     if relevant:
-                        await s.sync()
+                        await s.sync(event=ev)
                         await s.flush()
                 elif not done:
                     s.w("* OK Still here\r\n")
