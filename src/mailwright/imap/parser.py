@@ -167,7 +167,7 @@ def split_command(data: bytes) -> tuple[str, str, list[Token]]:
     """(tag, COMMAND upper-cased, arguments). Raises ParseError with the tag attached when known."""
     t = Tokenizer(data)
     tag = t.word()
-    if any(ch in tag for ch in "{%*+\\") or not tag.isprintable():
+    if any(ch in tag for ch in "{%*+\\") or not all(0x21 <= ord(ch) <= 0x7E for ch in tag):
         raise ParseError("bad tag")
     t.space()
     name = t.word().upper()

@@ -61,6 +61,14 @@ FLUSH_BYTES = 256 * 1024
 PREAUTH_LITERAL = 64 * 1024
 
 
+def _safe_tag(line: bytes) -> str:
+    """The tag to answer a broken command with: its own if it is a valid tag, else "*"."""
+    first = line.split(b" ", 1)[0].strip()
+    if first and len(first) <= 64 and all(0x21 <= c <= 0x7E and c not in b'{%*+\\"()' for c in first):
+        return first.decode("ascii")
+    return "*"
+
+
 _SHARED: dict[tuple[int, int, int], tuple[object, asyncio.Future[imapview.Changes | None]]] = {}
 
 
@@ -228,7 +236,7 @@ class ImapSession:
     async def rejected(self, r: Rejected) -> None:
         if r.reason == "answered":
             return
-        tag = r.head.split(b" ", 1)[0].decode("ascii", "replace") if r.head and r.head[:1] not in b" \r\n" else "*"
+        tag = _safe_tag(r.head)
         if r.reason == "line":
             self.w(f"{tag} BAD Error in IMAP command: line too long\r\n")
         elif r.reason == "toobig":
@@ -245,9 +253,7 @@ class ImapSession:
         try:
             tag, name, args = split_command(data)
         except ParseError as e:
-            first = data.split(b" ", 1)[0].strip().decode("ascii", "replace")
-            ok = first and len(first) <= 64 and first.isprintable() and not any(c in first for c in '{%*+\\"()')
-            tag = first if ok and first else "*"
+            tag = _safe_tag(data)
             self.w(f"{tag} BAD Error in IMAP command: {e}\r\n")
             return
         entry = COMMANDS.get(name)
@@ -288,9 +294,14 @@ class ImapSession:
     def _mailbox_arg(self, tok: Token) -> str:
         raw = astring(tok)
         try:
-            return imapview.canonical(mailbox_in(raw, self.utf8))
+            name = imapview.canonical(mailbox_in(raw, self.utf8))
         except ValueError as e:
             raise Bad("Invalid mailbox name (bad modified UTF-7)") from e
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise No("[CANNOT] Mailbox name is not valid UTF-8") from e
+        return name
 
     def pid(self) -> str:
         assert self.account is not None
@@ -460,6 +471,10 @@ async def cmd_starttls(s: ImapSession, tag: str, args: list[Token]) -> str | Non
 async def _authenticated(s: ImapSession, user: str, password: str) -> str:
     if not s.plaintext_ok():
         raise No("[PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.")
+    try:
+        user.encode("utf-8"), password.encode("utf-8")
+    except UnicodeEncodeError:
+        user, password = "", ""  # invalid UTF-8 can never match: fail like a wrong password
     if s.svc.login_throttle.blocked(s.peer_ip, user):
         await asyncio.sleep(1)
         raise No("[UNAVAILABLE] Too many failed logins, try again later.")
