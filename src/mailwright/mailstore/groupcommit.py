@@ -43,7 +43,7 @@ from mailwright.services import Services
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 128
+MAX_BATCH = 32  # bounds how long one batch holds the write lock (~5 ms of ORM work per message)
 _PARSE_IN_THREAD = 256 * 1024  # larger messages are parsed off the event loop
 
 
