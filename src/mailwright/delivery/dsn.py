@@ -7,6 +7,9 @@ per recipient with Final-Recipient, Action, Status, Remote-MTA, Diagnostic-Code)
 original message's *headers* (``text/rfc822-headers``: enough to identify it, without sending
 a possibly large body back).
 
+The runner DKIM-signs it with the keys of the host name's domain (or its nearest hosted
+parent), so DMARC passes at the receiver through relaxed alignment.
+
 Rules: the DSN's own envelope sender is ``<>`` and a message whose sender was ``<>`` never
 gets one (no bounce loops, RFC 5321 6.1). Delay notices are not sent (they are optional; most
 operators disable Postfix's ``delay_warning_time`` too).

@@ -530,6 +530,19 @@ class QueueRunner:
         delay = min(s.queue_retry_base_seconds * (2 ** max(0, attempts - 1)), s.queue_retry_max_seconds)
         return timedelta(seconds=delay)
 
+    async def _sign_dsn(self, raw: bytes) -> bytes:
+        """DKIM-sign a DSN (From: MAILER-DAEMON@hostname) with the keys of the host name's
+        domain or its nearest hosted parent: relaxed DMARC alignment then passes at receivers
+        even when the sender is <> and SPF can only check the HELO name."""
+        from .submit import sign
+
+        labels = self.svc.settings.hostname.lower().rstrip(".").split(".")
+        for i in range(len(labels) - 1):
+            signed = await sign(self.svc, raw, ".".join(labels[i:]))
+            if signed is not raw:
+                return signed
+        return raw
+
     def _dsn_recipient(self, job: Job) -> str | None:
         if not job.mail_from or job.kind == "dsn" or job.orphan:
             return None  # never bounce a bounce (nor mail of a tenant that is gone)
@@ -563,6 +576,7 @@ class QueueRunner:
             raw = dsn_mod.build_dsn(reporting_mta=self.svc.settings.hostname, sender=to,
                                     original=blobs.get(job.blob_hash) or b"", failures=failed,
                                     arrival=job.created_at, queue_id=job.id)
+            raw = await self._sign_dsn(raw)
             dsns[job.id] = (to, await self.svc.blobs.put(raw), len(raw))
         # Recipients sharing an outcome are updated together: a batch of 500 is a handful of
         # statements, not thousands (each one is a round trip to the database).
