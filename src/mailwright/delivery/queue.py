@@ -79,6 +79,7 @@ async def enqueue(
             s.add(QueuedRecipient(queue_id=msg.id, rcpt=rcpt, domain=_domain_of(rcpt), status="pending",
                                   attempts=0, next_attempt_at=now, updated_at=now))
         queue_id = int(msg.id)
+    await svc.blobs.ensure(digest, raw)
     wakeup_event(svc).set()
     return queue_id
 

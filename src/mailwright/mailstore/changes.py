@@ -57,6 +57,7 @@ async def append(svc: Services, principal_id: str, mailbox_id: int, raw: bytes, 
                            flags=" ".join(normalize_flags(flags or []))))
         charge = Principal.used_bytes + len(raw)
         await s.execute(update(Principal).where(Principal.id == principal_id).values(used_bytes=charge))
+    await svc.blobs.ensure(digest, raw)
     st = Stored(principal_id, mailbox_id, msg.id, uid, modseq, thread_id)
     await svc.events.publish(Event(type="message.added", principal_id=principal_id, mailbox_id=mailbox_id,
                                    modseq=modseq, uids=(uid,), data={"message_id": msg.id}))

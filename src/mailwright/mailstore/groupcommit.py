@@ -112,12 +112,14 @@ class GroupCommitter:
                 parsed = await asyncio.to_thread(parse_message, raw)
             else:
                 parsed = parse_message(raw)
-        await self.svc.blobs.put(raw)  # durable before any transaction can reference it
+        digest = await self.svc.blobs.put(raw)  # durable before any transaction can reference it
         fut: asyncio.Future[list[Stored]] = asyncio.get_running_loop().create_future()
         self._pending.append(_Job(raw, targets, mail_from, internal_date, parsed, fut))
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._run(), name="groupcommit")
-        return await fut
+        stored = await fut
+        await self.svc.blobs.ensure(digest, raw)
+        return stored
 
     async def _run(self) -> None:
         while self._pending:

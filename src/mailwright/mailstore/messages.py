@@ -130,6 +130,7 @@ async def deliver(
             charge = Principal.used_bytes + len(raw)
             await s.execute(update(Principal).where(Principal.id == t.principal_id).values(used_bytes=charge))
             stored.append(Stored(t.principal_id, box, msg.id, uid, modseq, thread_id))
+    await svc.blobs.ensure(digest, raw)
     for st in stored:
         await svc.events.publish(Event(type="message.added", principal_id=st.principal_id, mailbox_id=st.mailbox_id,
                                        modseq=st.modseq, uids=(st.uid,), data={"message_id": st.message_id}))

@@ -69,6 +69,15 @@ class BlobStore:
     def get_sync(self, digest: str) -> bytes:
         return self.path(digest).read_bytes()
 
+    async def ensure(self, digest: str, data: bytes) -> None:
+        """Called after the commit that references `digest`: put the file back if a concurrent
+        clean-up unlinked it in between. A blob's last reference can be deleted (and its file
+        unlinked after that commit) while another delivery of the very same bytes found the
+        file present, skipped writing it, and committed a new reference; the bytes are still in
+        hand here, so nothing accepted is lost."""
+        if not self.path(digest).exists():
+            await asyncio.to_thread(self._put_sync, digest, data)
+
     def exists(self, digest: str) -> bool:
         return self.path(digest).exists()
 
