@@ -193,15 +193,18 @@ def play_both(dovecot: Dovecot, mailwright: InProcessServer, script: str) -> tup
     messages = [] if header(script, "messages") == "none" else [
         m for m in corpus() if m[0] not in skip and m[0] not in exclude]
     if header(script, "readonly") == "yes" and messages and not exclude:
-        # Sessions that only EXAMINE share one loaded account per server (saves the loading).
-        if not hasattr(dovecot, "shared_user"):
-            dovecot.shared_user = dovecot.new_user()  # type: ignore[attr-defined]
-            load_dovecot(dovecot, dovecot.shared_user, messages)  # type: ignore[attr-defined]
-        if not hasattr(mailwright, "shared_user"):
+        # Sessions that only EXAMINE share one loaded account per server and message list (the list
+        # can differ between databases when Mailwright cannot store a message on one of them).
+        key = tuple(n for n, _ in messages)
+        shared = dovecot.__dict__.setdefault("shared_users", {})
+        if key not in shared:
+            shared[key] = dovecot.new_user()
+            load_dovecot(dovecot, shared[key], messages)
+        if getattr(mailwright, "shared_key", None) != key:
             m_user, pid = mailwright_user(mailwright)
             load_mailwright(mailwright, pid, messages)
-            mailwright.shared_user = m_user  # type: ignore[attr-defined]
-        d_user, m_user = dovecot.shared_user, mailwright.shared_user  # type: ignore[attr-defined]
+            mailwright.shared_user, mailwright.shared_key = m_user, key  # type: ignore[attr-defined]
+        d_user, m_user = shared[key], mailwright.shared_user  # type: ignore[attr-defined]
     else:
         d_user = dovecot.new_user()
         m_user, pid = mailwright_user(mailwright)
