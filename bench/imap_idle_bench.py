@@ -59,12 +59,12 @@ async def main(n: int) -> None:
                        extra_env={"MAILWRIGHT_ADMIN_TOKEN": ADMIN}).start()
     assert srv.proc is not None
     try:
-        api = httpx.Client(base_url=f"http://127.0.0.1:{srv.ports['http']}",
-                           headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30)
-        api.post("/api/principal", json={"name": "bench.test", "type": "domain"})
-        r = api.post("/api/principal", json={"name": USER, "type": "individual", "secrets": [PASSWORD],
-                                             "emails": [USER]})
-        assert r.status_code == 200, r.text
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{srv.ports['http']}",
+                                     headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30) as api:
+            await api.post("/api/principal", json={"name": "bench.test", "type": "domain"})
+            r = await api.post("/api/principal", json={"name": USER, "type": "individual", "secrets": [PASSWORD],
+                                                       "emails": [USER]})
+            assert r.status_code == 200, r.text
         base = rss_kib(srv.proc.pid)
         sem = asyncio.Semaphore(100)
         t0 = time.monotonic()

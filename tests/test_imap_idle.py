@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ def _idle_lines(c: Raw, want: int, timeout: float = 1.0) -> list[bytes]:
     while len(out) < want and time.monotonic() < end:
         try:
             out.append(c.line())
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             continue
     c.sock.settimeout(20)
     return out
