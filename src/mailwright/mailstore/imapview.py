@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Text, func, select, type_coerce
 
+from mailwright.mailstore.inline_sqlite import fast_read
 from mailwright.services import Services
 from mailwright.storage.models import Mailbox, MailboxEntry, Message, Principal, Tombstone
 
@@ -43,7 +44,7 @@ def _boxrow(r: Any) -> BoxInfo:
 
 
 async def list_boxes(svc: Services, principal_id: str) -> list[BoxInfo]:
-    async with svc.db.read() as s:
+    async with fast_read(svc) as s:
         rows = (await s.execute(select(*_BOX_COLS).where(Mailbox.principal_id == principal_id)
                                 .order_by(Mailbox.name))).all()
     return [_boxrow(r) for r in rows]
@@ -58,7 +59,7 @@ def canonical(name: str) -> str:
 
 
 async def get_box(svc: Services, principal_id: str, name: str) -> BoxInfo | None:
-    async with svc.db.read() as s:
+    async with fast_read(svc) as s:
         r = (await s.execute(select(*_BOX_COLS).where(Mailbox.principal_id == principal_id,
                                                       Mailbox.name == canonical(name)))).first()
     return _boxrow(r) if r else None
@@ -66,14 +67,14 @@ async def get_box(svc: Services, principal_id: str, name: str) -> BoxInfo | None
 
 async def counters(svc: Services, mailbox_id: int) -> tuple[int, int] | None:
     """(uidnext, highestmodseq), or None when the mailbox is gone."""
-    async with svc.db.read() as s:
+    async with fast_read(svc) as s:
         r = (await s.execute(select(Mailbox.uidnext, Mailbox.highestmodseq).where(Mailbox.id == mailbox_id))).first()
     return (int(r[0]), int(r[1])) if r else None
 
 
 async def entries(svc: Services, mailbox_id: int) -> list[tuple[int, int, str]]:
     """Every (uid, modseq, flags) in UID order: what SELECT needs."""
-    async with svc.db.read() as s:
+    async with fast_read(svc) as s:
         rows = (await s.execute(
             select(MailboxEntry.uid, MailboxEntry.modseq, MailboxEntry.flags)
             .where(MailboxEntry.mailbox_id == mailbox_id).order_by(MailboxEntry.uid)
@@ -90,7 +91,7 @@ class Changes:
 
 
 async def changes_since(svc: Services, mailbox_id: int, since: int) -> Changes | None:
-    async with svc.db.read() as s:
+    async with fast_read(svc) as s:
         r = (await s.execute(select(Mailbox.uidnext, Mailbox.highestmodseq).where(Mailbox.id == mailbox_id))).first()
         if r is None:
             return None
@@ -107,7 +108,7 @@ async def changes_since(svc: Services, mailbox_id: int, since: int) -> Changes |
 
 
 async def expunged_since(svc: Services, mailbox_id: int, since: int) -> list[int]:
-    async with svc.db.read() as s:
+    async with fast_read(svc) as s:
         gone = (await s.execute(
             select(Tombstone.uid).where(Tombstone.mailbox_id == mailbox_id, Tombstone.modseq > since)
         )).scalars().all()
@@ -146,7 +147,7 @@ async def rows(svc: Services, mailbox_id: int, lo_uid: int, hi_uid: int, columns
         q = q.where(MailboxEntry.uid <= hi_uid)
     if changed_since is not None:
         q = q.where(MailboxEntry.modseq > changed_since)
-    async with svc.db.read() as s:
+    async with fast_read(svc) as s:
         return list((await s.execute(q.order_by(MailboxEntry.uid))).all())
 
 
@@ -162,7 +163,7 @@ class BoxStatus:
 
 
 async def status(svc: Services, box: BoxInfo) -> BoxStatus:
-    async with svc.db.read() as s:
+    async with fast_read(svc) as s:
         r = (await s.execute(select(Mailbox.uidnext, Mailbox.highestmodseq).where(Mailbox.id == box.id))).first()
         flags = (await s.execute(select(MailboxEntry.flags).where(MailboxEntry.mailbox_id == box.id))).scalars().all()
         size = (await s.execute(
@@ -177,7 +178,7 @@ async def status(svc: Services, box: BoxInfo) -> BoxStatus:
 
 async def quota_usage(svc: Services, principal_id: str) -> tuple[int, int]:
     """(used bytes, quota bytes; 0 = unlimited) of the account."""
-    async with svc.db.read() as s:
+    async with fast_read(svc) as s:
         r = (await s.execute(select(Principal.used_bytes, Principal.quota_bytes)
                              .where(Principal.id == principal_id))).first()
     return (int(r[0] or 0), int(r[1] or 0)) if r else (0, 0)
