@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Text, func, select, type_coerce
+from sqlalchemy import Text, bindparam, func, select, type_coerce
 
 from mailwright.mailstore.inline_sqlite import fast_read
 from mailwright.services import Services
@@ -133,22 +133,38 @@ async def rows(svc: Services, mailbox_id: int, lo_uid: int, hi_uid: int, columns
 
     One query, plain row tuples: this is the hot path of a full sync. With raw_dates,
     internal_date comes as the driver gives it (SQLite: text, no per-row datetime parsing)."""
-    cols: list[Any] = [MESSAGE_COLUMNS[c] for c in columns]
-    if raw_dates and svc.db.is_sqlite:
-        cols = [type_coerce(Message.internal_date, Text) if c == "internal_date" else MESSAGE_COLUMNS[c]
-                for c in columns]
-    q = select(MailboxEntry.uid, MailboxEntry.modseq, MailboxEntry.flags, *cols)
-    if cols:
-        q = q.join(Message, Message.id == MailboxEntry.message_id)
-    q = q.where(MailboxEntry.mailbox_id == mailbox_id)
-    if lo_uid > 1:
-        q = q.where(MailboxEntry.uid >= lo_uid)
-    if hi_uid < 2**63:
-        q = q.where(MailboxEntry.uid <= hi_uid)
+    sqlite_text = raw_dates and svc.db.is_sqlite
+    key = (tuple(columns), sqlite_text, lo_uid > 1, hi_uid < 2**63, changed_since is not None)
+    q = _ROWS_CACHE.get(key)
+    if q is None:
+        cols: list[Any] = [type_coerce(Message.internal_date, Text) if sqlite_text and c == "internal_date"
+                           else MESSAGE_COLUMNS[c] for c in columns]
+        q = select(MailboxEntry.uid, MailboxEntry.modseq, MailboxEntry.flags, *cols)
+        if cols:
+            q = q.join(Message, Message.id == MailboxEntry.message_id)
+        q = q.where(MailboxEntry.mailbox_id == bindparam("box"))
+        if key[2]:
+            q = q.where(MailboxEntry.uid >= bindparam("lo"))
+        if key[3]:
+            q = q.where(MailboxEntry.uid <= bindparam("hi"))
+        if key[4]:
+            q = q.where(MailboxEntry.modseq > bindparam("since"))
+        q = q.order_by(MailboxEntry.uid)
+        if len(_ROWS_CACHE) < 512:
+            _ROWS_CACHE[key] = q
+    params: dict[str, int] = {"box": mailbox_id}
+    if key[2]:
+        params["lo"] = lo_uid
+    if key[3]:
+        params["hi"] = hi_uid
     if changed_since is not None:
-        q = q.where(MailboxEntry.modseq > changed_since)
+        params["since"] = changed_since
     async with fast_read(svc) as s:
-        return list((await s.execute(q.order_by(MailboxEntry.uid))).all())
+        return list((await s.execute(q, params)).all())
+
+
+# Prepared statements for `rows`, per shape (building a select costs more than running it).
+_ROWS_CACHE: dict[tuple[Any, ...], Any] = {}
 
 
 @dataclass(frozen=True, slots=True)
