@@ -13,6 +13,7 @@ from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, 
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mailwright.storage.models.base import Base, BigIntPK, UTCDateTime, utcnow
+from mailwright.storage.texttypes import CleanText, WireText
 
 
 class Mailbox(Base):
@@ -50,22 +51,22 @@ class Message(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     vsize: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # IMAP RFC822.SIZE: bare LF counted as CRLF
     internal_date: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    envelope: Mapped[str] = mapped_column(Text)
-    bodystructure: Mapped[str] = mapped_column(Text)
-    body: Mapped[str] = mapped_column(Text)
+    envelope: Mapped[str] = mapped_column(WireText)
+    bodystructure: Mapped[str] = mapped_column(WireText)
+    body: Mapped[str] = mapped_column(WireText)
     header_size: Mapped[int] = mapped_column(Integer, default=0)
-    subject: Mapped[str] = mapped_column(Text, default="")
-    base_subject: Mapped[str] = mapped_column(Text, default="")
-    from_addr: Mapped[str] = mapped_column(String(320), default="")
-    from_display: Mapped[str] = mapped_column(Text, default="")
-    to_addrs: Mapped[str] = mapped_column(Text, default="")  # comma-separated
-    cc_addrs: Mapped[str] = mapped_column(Text, default="")
-    message_id_header: Mapped[str | None] = mapped_column(Text, index=True)
-    in_reply_to: Mapped[str | None] = mapped_column(Text)
-    references: Mapped[str | None] = mapped_column(Text)  # space-separated msg-ids
+    subject: Mapped[str] = mapped_column(CleanText, default="")
+    base_subject: Mapped[str] = mapped_column(CleanText, default="")
+    from_addr: Mapped[str] = mapped_column(CleanText, default="")
+    from_display: Mapped[str] = mapped_column(CleanText, default="")
+    to_addrs: Mapped[str] = mapped_column(CleanText, default="")  # comma-separated
+    cc_addrs: Mapped[str] = mapped_column(CleanText, default="")
+    message_id_header: Mapped[str | None] = mapped_column(CleanText, index=True)
+    in_reply_to: Mapped[str | None] = mapped_column(CleanText)
+    references: Mapped[str | None] = mapped_column(CleanText)  # space-separated msg-ids
     sent_date: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    preview: Mapped[str] = mapped_column(Text, default="")
-    search_text: Mapped[str | None] = mapped_column(Text, nullable=True)  # decoded text for SEARCH BODY/TEXT
+    preview: Mapped[str] = mapped_column(CleanText, default="")
+    search_text: Mapped[str | None] = mapped_column(CleanText, nullable=True)  # decoded text for SEARCH BODY/TEXT
     has_attachment: Mapped[bool] = mapped_column(Boolean, default=False)
     thread_id: Mapped[str] = mapped_column(String(36))
     mail_from: Mapped[str | None] = mapped_column(String(320))  # envelope sender, if received by SMTP
