@@ -39,7 +39,21 @@ MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
 
 # Sessions Mailwright is known to fail, with what differs (filled in at the end of the day;
 # strict=False so a fix turns them green without editing this list).
-KNOWN_DIFFERENCES: dict[str, str] = {}
+KNOWN_DIFFERENCES: dict[str, str] = {
+    "05_status": "STATUS SIZE off by one: RFC822.SIZE of 50_fuzz_double_cr.eml (CR CR LF in a header) 444 vs 443",
+    "07_fetch_metadata": "RFC822.SIZE of 50_fuzz_double_cr.eml (CR CR LF in a header) 444 vs Dovecot 443",
+    "08_fetch_sections": "BODY[HEADER]/BODY[1.MIME] of 50_fuzz_double_cr.eml: CR CR LF in a header served differently",
+    "09_fetch_header_fields": "HEADER.FIELDS.NOT of 50_fuzz_double_cr.eml: CR CR LF in a header served differently",
+    "11_fetch_binary": "BINARY of broken CTE data: Dovecot NO [PARSE] (40_dup_mime_headers, 50_fuzz_bare_cr), "
+                       "Mailwright decodes leniently; BINARY.SIZE[1] of 49_calendar_related 539 vs 527",
+    "16_search_dates_sizes": "SENTSINCE/SENTBEFORE: Date: of 50_fuzz_cr_in_param.eml parsed differently",
+    "17_search_text": "SEARCH CHARSET UTF-8 BODY café also matches 32_8bit_body_latin1 (undeclared 8-bit body) "
+                      "and 50_fuzz_domain_trailing_dot",
+    "21_sort": "SORT DATE/SUBJECT/FROM/TO/CC/SIZE: position of messages with odd headers (10_encoded_words, "
+               "25_duplicate_headers, 31_group_from, 50_fuzz_*)",
+    "22_thread": "THREAD REFERENCES: order of sibling threads (42_address_zoo's thread before 35_header_whitespace, "
+                 "50_fuzz_cr_in_param as its own thread)",
+}
 
 
 def corpus() -> list[tuple[str, bytes]]:
