@@ -54,6 +54,7 @@ from mailwright.mailstore import changes, imapview, mailbox_ops
 from mailwright.services import Services
 
 log = logging.getLogger(__name__)
+ACCOUNT_RECHECK = 30.0  # seconds between account/tenant status checks of a live session
 
 SYSTEM_FLAGS = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"]
 _SYS_LOWER = {f.lower(): f for f in SYSTEM_FLAGS}
@@ -121,7 +122,7 @@ Handler = Callable[[str, list[Token]], Awaitable[str | None]]
 
 class ImapSession:
     __slots__ = ("svc", "reader", "writer", "tls", "secure", "peer_ip", "account", "sel", "enabled",
-                 "condstore", "out", "closing", "limits", "timeout", "login_failures")
+                 "condstore", "out", "closing", "limits", "timeout", "login_failures", "_recheck_at")
 
     def __init__(self, svc: Services, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                  tls: ssl.SSLContext | None, implicit_tls: bool) -> None:
@@ -138,6 +139,7 @@ class ImapSession:
         self.condstore = False
         self.out: list[bytes] = []
         self.closing = False
+        self._recheck_at = 0.0
         self.limits = Limits(max_literal=PREAUTH_LITERAL, max_command=4 * PREAUTH_LITERAL)
         self.timeout = float(getattr(svc.settings, "imap_autologout_seconds", 1800))
         self.login_failures = 0
@@ -204,8 +206,25 @@ class ImapSession:
             if isinstance(got, Rejected):
                 await self.rejected(got)
                 continue
+            if not await self.still_allowed():
+                return
             await self.handle(got)
             await self.flush()
+
+    async def still_allowed(self) -> bool:
+        """A suspended tenant or account loses its open sessions too, not only new logins.
+
+        Checked at most every ACCOUNT_RECHECK seconds between commands (a read of the account
+        and tenant status), and at once when IDLE hears `account.changed`."""
+        if self.account is None or time.monotonic() < self._recheck_at:
+            return True
+        self._recheck_at = time.monotonic() + ACCOUNT_RECHECK
+        if await logins.account_is_active(self.svc.db, self.account.principal_id):
+            return True
+        self.w("* BYE Account disabled.\r\n")
+        await self.flush()
+        self.closing = True
+        return False
 
     async def precheck(self, head: bytes, size: int) -> bytes | None:
         """Refuse an APPEND before its first literal is sent (see protocol.read_command)."""
@@ -1421,6 +1440,11 @@ async def cmd_idle(s: ImapSession, tag: str, args: list[Token]) -> str:
                     return "OK Idle completed."
                 if get_task in done:
                     ev = get_task.result()
+                    if ev.type == "account.changed":
+                        s._recheck_at = 0.0
+                        if not await s.still_allowed():
+                            return "NO Account disabled."
+                        continue
                     relevant = box_id is not None and ev.mailbox_id == box_id
                     while not q.empty():
                         ev = q.get_nowait()
