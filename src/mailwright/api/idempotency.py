@@ -22,19 +22,15 @@ import base64
 import hashlib
 import os
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from fastapi import Request
 from fastapi.responses import Response
-from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
 
 from mailwright.api.auth import presented_key, services
-from mailwright.storage.models import IdempotencyRecord, utcnow
+from mailwright.directory import idempotency as store
 
-TTL = timedelta(hours=24)
 HEADER = "idempotency-key"
 ErrorRenderer = Callable[[int, str, str], Response]  # (status, code, message) -> response
 
@@ -74,66 +70,31 @@ async def idempotent(request: Request, caller: str | None, handler: Callable[[],
     key = key.strip()
     if not key or len(key) > 255:
         return error(400, "invalid_idempotency_key", "Idempotency-Key must be 1-255 characters")
-    svc = services(request)
+    db = services(request).db
     who = caller or "env:platform"
     endpoint = f"{request.method} {request.url.path}"[:1024]
     fingerprint = _fingerprint(request, await request.body())
     cipher = _cipher_key(presented_key(request) or who, key)
-    now = utcnow()
-    claimed = False
-    for _ in range(2):
-        try:
-            async with svc.db.write() as s:
-                q = select(IdempotencyRecord).where(IdempotencyRecord.caller == who,
-                                                    IdempotencyRecord.idem_key == key,
-                                                    IdempotencyRecord.endpoint == endpoint)
-                row = (await s.execute(q)).scalar_one_or_none()
-                if row is not None and row.created_at < now - TTL:
-                    await s.delete(row)
-                    await s.flush()
-                    row = None
-                if row is None:
-                    s.add(IdempotencyRecord(caller=who, idem_key=key, endpoint=endpoint, request_hash=fingerprint))
-                    claimed = True
-                elif row.request_hash != fingerprint:
-                    return error(422, "idempotency_key_reused",
-                                 "this Idempotency-Key was used with a different request")
-                elif row.status is None:
-                    return error(409, "idempotency_in_progress",
-                                 "a request with this Idempotency-Key is still being processed")
-                else:
-                    body = _open(cipher, row.body or "")
-                    if body is None:
-                        return error(409, "idempotency_key_reused", "this Idempotency-Key belongs to another key")
-                    return Response(content=body, status_code=row.status,
-                                    media_type=row.content_type, headers={"Idempotent-Replayed": "true"})
-            break
-        except IntegrityError:  # PostgreSQL: a concurrent first request inserted it; look again
-            claimed = False
-            continue
-    if not claimed:
+    claim = await store.claim(db, who, key, endpoint, fingerprint)
+    if claim.outcome == "reused":
+        return error(422, "idempotency_key_reused", "this Idempotency-Key was used with a different request")
+    if claim.outcome == "in_progress":
         return error(409, "idempotency_in_progress", "a request with this Idempotency-Key is still being processed")
+    if claim.outcome == "replay":
+        body = _open(cipher, claim.body or "")
+        if body is None:
+            return error(409, "idempotency_key_reused", "this Idempotency-Key belongs to another key")
+        assert claim.status is not None
+        return Response(content=body, status_code=claim.status, media_type=claim.content_type,
+                        headers={"Idempotent-Replayed": "true"})
     try:
         resp = await handler()
     except BaseException:
-        await _release(request, who, key, endpoint)
+        await store.release(db, who, key, endpoint)
         raise
     if resp.status_code >= 500 or resp.status_code == 429 or not hasattr(resp, "body"):
-        await _release(request, who, key, endpoint)
+        await store.release(db, who, key, endpoint)
         return resp
-    body = bytes(resp.body)
-    async with svc.db.write() as s:
-        await s.execute(update(IdempotencyRecord).where(
-            IdempotencyRecord.caller == who, IdempotencyRecord.idem_key == key, IdempotencyRecord.endpoint == endpoint
-        ).values(status=resp.status_code, body=_seal(cipher, body),
-                 content_type=resp.headers.get("content-type")))
-        if now.minute % 10 == 0:  # a cheap, occasional sweep of expired records
-            await s.execute(delete(IdempotencyRecord).where(IdempotencyRecord.created_at < now - TTL))
+    await store.finish(db, who, key, endpoint, resp.status_code, _seal(cipher, bytes(resp.body)),
+                       resp.headers.get("content-type"))
     return resp
-
-
-async def _release(request: Request, who: str, key: str, endpoint: str) -> None:
-    svc = services(request)
-    async with svc.db.write() as s:
-        await s.execute(delete(IdempotencyRecord).where(
-            IdempotencyRecord.caller == who, IdempotencyRecord.idem_key == key, IdempotencyRecord.endpoint == endpoint))
