@@ -23,7 +23,9 @@ Targets:
   passwords, stock imap-login) on free ports, ``stop`` at the end. Needs root.
 
 Prints a table with each metric for both and the ratio Mailwright/Dovecot (> 1 = Mailwright
-faster). ``--json FILE`` writes every imap_load record.
+faster). ``--json FILE`` writes every imap_load record. ``--rounds N`` measures each server N
+times and keeps each metric's best round (the first-sync time is round 1's): on a host shared
+with other work a single round mostly measures the neighbours.
 
     python3 bench/imap_bench.py                       # M=10000, the full set
     python3 bench/imap_bench.py -m 1000 --login-n 300 # quick iteration
@@ -201,11 +203,31 @@ def measure(target: Any, a: argparse.Namespace) -> dict[str, Any]:
     if recs:
         got["fetch_MBps"] = recs[-1]["MB_per_s"]
         got["fetch_msgs_per_s"] = recs[-1]["msgs_per_s"]
+        got["fetch_p50_ms"] = recs[-1].get("p50_ms")
+        got["fetch_p99_ms"] = recs[-1].get("p99_ms")
     recs = imap_load(port, ["--tests", "bulk", "--fetch-n", str(a.messages)], "bulk")
     got["records"] += recs
     if recs:
         got["bulk_MBps"] = recs[-1]["MB_per_s"]
     return got
+
+
+_HIGHER = ("login", "fetch_MBps", "fetch_msgs_per_s", "bulk_MBps")
+_LOWER = ("sync_warm_s", "fetch_p50_ms", "fetch_p99_ms")
+
+
+def best_of(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several measure() rounds of one server: the best value of each metric (on a shared host
+    the best round is the one least disturbed by other load); the first-sync time stays round
+    1's, the only sync that is the first after delivery."""
+    out: dict[str, Any] = dict(rounds[0])
+    out["records"] = [r for rnd in rounds for r in rnd["records"]]
+    for key in _HIGHER + _LOWER:
+        vals = [r[key] for r in rounds if isinstance(r.get(key), int | float)]
+        if vals:
+            out[key] = max(vals) if key in _HIGHER else min(vals)
+    out["rounds"] = len(rounds)
+    return out
 
 
 def tree_rss_mib(pid: int) -> float:
@@ -315,6 +337,8 @@ def table(res: dict[str, dict[str, Any]]) -> str:
         ("full sync, warm (s)", "sync_warm_s", False),
         ("FETCH n BODY.PEEK[] (MB/s)", "fetch_MBps", True),
         ("FETCH n BODY.PEEK[] (msgs/s)", "fetch_msgs_per_s", True),
+        ("FETCH n BODY.PEEK[] p50 (ms)", "fetch_p50_ms", False),
+        ("FETCH n BODY.PEEK[] p99 (ms)", "fetch_p99_ms", False),
         ("FETCH 1:M BODY.PEEK[] (MB/s)", "bulk_MBps", True),
     ]
     lines = ["| metric | Mailwright | Dovecot | ratio MW/Dovecot (>1 = MW better) |", "|---|---|---|---|"]
@@ -337,6 +361,8 @@ def main() -> None:
     ap.add_argument("--no-dovecot", action="store_true")
     ap.add_argument("--only-dovecot", action="store_true")
     ap.add_argument("--idle", type=int, default=0, help="also hold N IDLE connections on Mailwright, report RSS")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="measure each server N times and report each metric's best round (shared hosts)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--base", type=Path, default=None)
     a = ap.parse_args()
@@ -357,7 +383,7 @@ def main() -> None:
                           "populate")
             else:
                 populate_smtp(t, a.messages)
-            results[t.name] = measure(t, a)
+            results[t.name] = best_of([measure(t, a) for _ in range(max(1, a.rounds))])
             if isinstance(t, Mailwright) and a.idle:
                 results[t.name]["idle"] = idle_test(t, a.idle)
             t.stop()  # one server at a time: the other must not compete for the 2 cores
@@ -369,7 +395,8 @@ def main() -> None:
         if lr and r.get("login") is None:
             r["login"] = login_rate(lr[-1])
     print()
-    print(f"IMAP, user1 INBOX with {a.messages} messages ({SIZES} bytes, multipart), same client, same machine")
+    print(f"IMAP, user1 INBOX with {a.messages} messages ({SIZES} bytes, multipart), same client, same machine"
+          + (f", best of {a.rounds} rounds per metric" if a.rounds > 1 else ""))
     print(table(results))
     idle = results.get("mailwright", {}).get("idle")
     if idle:

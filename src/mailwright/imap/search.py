@@ -1,24 +1,27 @@
 """SEARCH keys (RFC 9051 §6.4.4, RFC 7162 MODSEQ, RFC 5182 `$`): parsing and evaluation.
 
 Evaluation runs over the session's snapshot with one column-selected query for what the keys
-need; header keys (FROM/TO/CC/BCC/SUBJECT/HEADER) read the header block of each blob (only
-when such a key is present); BODY/TEXT use the decoded text stored at delivery
-(`Message.search_text`, headers' decoded text + text parts), compared case-insensitively as
-Dovecot does (substring, after RFC 2047 decoding). Dates compare the UTC date of INTERNALDATE
-and of the Date: header (Dovecot uses the stored time zone; RFC 9051 leaves the zone to the
-server for INTERNALDATE). Decision: BODY also matches the decoded Subject/From/To/Cc text stored
+need; header keys (FROM/TO/CC/BCC/SUBJECT/HEADER) and SENTBEFORE/SENTON/SENTSINCE read the
+header block of each blob (only when such a key is present); BODY/TEXT use the decoded text
+stored at delivery (`Message.search_text`, headers' decoded text + text parts), compared
+case-insensitively as Dovecot does (substring, after RFC 2047 decoding). BEFORE/ON/SINCE compare
+the UTC date of INTERNALDATE (RFC 9051 leaves the zone to the server); the SENT* keys compare the
+date written in the first Date: header, "disregarding time and timezone" (RFC 3501 6.4.4), as
+Dovecot does -- the stored sent_date is a UTC instant and can be a day off, so the header is read.
+Decision: BODY also matches the decoded Subject/From/To/Cc text stored
 with the body text (a superset of Dovecot's answer, never a miss).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from mailwright.imap import seqset
 from mailwright.imap.parser import ParseError, Token
 from mailwright.imap.response import parse_date
+from mailwright.mailstore.mime import message_date
 
 Node = tuple[Any, ...]
 _FLAG_KEYS = {
@@ -108,7 +111,8 @@ class _P:
             d = parse_date(_s(self.take()))
             if d is None:
                 raise ParseError("invalid date")
-            self.needs.add("sent_date" if k.startswith("SENT") else "internal_date")
+            # SENT*: the date as written in the first Date: header (read from the header block)
+            self.needs.add("header" if k.startswith("SENT") else "internal_date")
             return ("date", k, d.date())
         if k in ("LARGER", "SMALLER"):
             n = _s(self.take())
@@ -181,6 +185,17 @@ class Msg:
     body: str = ""  # search text without the decoded header lines stored in front of it
 
 
+def _sent_day(m: Msg) -> date:
+    """SENTBEFORE/SENTON/SENTSINCE compare the date written in the first Date: header, "disregarding
+    time and timezone" (RFC 3501 6.4.4), parsed as Dovecot parses it; none or unparsable counts
+    as 1970-01-01 (Dovecot)."""
+    for n, v in m.headers or ():
+        if n == "date":
+            when = message_date(v)
+            return when[1] if when is not None else _EPOCH_DAY
+    return _EPOCH_DAY
+
+
 def _header_has(m: Msg, name: str, needle: str) -> bool:
     for n, v in m.headers or ():
         if n == name and (not needle or needle in v):
@@ -204,8 +219,10 @@ def matches(node: Node, m: Msg, saved: set[int], uid_top: int, count: int) -> bo
         return not matches(node[1], m, saved, uid_top, count)
     if kind == "date":
         k = node[1]
-        d = m.sent_date if k.startswith("SENT") else m.internal_date
-        day = d.date() if d is not None else _EPOCH_DAY  # no/invalid Date: counts as 1970 (Dovecot)
+        if k.startswith("SENT"):
+            day = _sent_day(m)
+        else:
+            day = m.internal_date.date() if m.internal_date is not None else _EPOCH_DAY
         if k.endswith("BEFORE"):
             return day < node[2]
         if k.endswith("ON"):

@@ -14,7 +14,8 @@ Decisions where the RFCs leave room (Dovecot 2.3 does the same unless noted):
 * \\Recent is not implemented (IMAP4rev2 dropped it): RECENT is always 0.
 * A message number beyond EXISTS is BAD "Invalid messageset"; a UID set never is.
 * A FETCH of a message expunged by another connection (still in our map) is silently skipped.
-* MULTIAPPEND stores the messages one by one (not atomically); a failure stops at that message.
+* MULTIAPPEND is atomic (RFC 3502): all the messages are stored in one transaction, or none
+  (mailstore.multiappend); the quota is checked for them together.
 * COPY never exceeds a quota (an account's message filed twice counts once, see mailstore.changes).
 """
 
@@ -23,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import logging
 import re
 import ssl
@@ -40,8 +40,11 @@ from mailwright.directory.errors import AlreadyExists, Forbidden, Invalid, NotFo
 from mailwright.imap import fetch as fetchmod
 from mailwright.imap import search as searchmod
 from mailwright.imap import seqset, sort_thread
+from mailwright.imap.compress import cmd_compress
+from mailwright.imap.idle import cmd_idle, shared_changes
 from mailwright.imap.parser import ParseError, Token, Tokenizer, as_list, astring, number, split_command
 from mailwright.imap.protocol import Limits, Rejected, read_command, read_line
+from mailwright.imap.quickparse import quick_split
 from mailwright.imap.response import (
     astring_out,
     flags_text,
@@ -50,8 +53,9 @@ from mailwright.imap.response import (
     parse_datetime,
     quoted,
 )
-from mailwright.mailstore import changes, imapview, mailbox_ops
+from mailwright.mailstore import changes, imapview, mailbox_ops, multiappend, reads
 from mailwright.services import Services
+from mailwright.storage import prepared
 
 log = logging.getLogger(__name__)
 ACCOUNT_RECHECK = 30.0  # seconds between account/tenant status checks of a live session
@@ -68,31 +72,6 @@ def _safe_tag(line: bytes) -> str:
     if first and len(first) <= 64 and all(0x21 <= c <= 0x7E and c not in b'{%*+\\"()' for c in first):
         return first.decode("ascii")
     return "*"
-
-
-_SHARED: dict[tuple[int, int, int], tuple[object, asyncio.Future[imapview.Changes | None]]] = {}
-
-
-async def shared_changes(svc: Services, box_id: int, since: int, event: object | None
-                         ) -> imapview.Changes | None:
-    """changes_since, shared by the sessions woken by the same event.
-
-    When one delivery wakes thousands of IDLE connections on the same mailbox, they all ask the
-    same question (same mailbox, same modseq) because of the same event object; the first asks
-    the database (after the event was published, so the answer includes its change), the
-    others reuse that answer."""
-    if event is None:
-        return await imapview.changes_since(svc, box_id, since)
-    key = (id(svc), box_id, since)
-    hit = _SHARED.get(key)
-    if hit is not None and hit[0] is event:
-        return await asyncio.shield(hit[1])
-    fut = asyncio.ensure_future(imapview.changes_since(svc, box_id, since))
-    _SHARED[key] = (event, fut)
-    if len(_SHARED) > 4096:
-        for k in [k for k, (_e, f) in _SHARED.items() if f.done()]:
-            del _SHARED[k]
-    return await asyncio.shield(fut)
 
 
 class Bad(Exception):
@@ -122,7 +101,8 @@ Handler = Callable[[str, list[Token]], Awaitable[str | None]]
 
 class ImapSession:
     __slots__ = ("svc", "reader", "writer", "tls", "secure", "peer_ip", "account", "sel", "enabled",
-                 "condstore", "out", "closing", "limits", "timeout", "login_failures", "_recheck_at")
+                 "condstore", "out", "closing", "limits", "timeout", "login_failures", "_recheck_at",
+                 "_waiting_since", "_timed_out", "_watchdog")
 
     def __init__(self, svc: Services, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                  tls: ssl.SSLContext | None, implicit_tls: bool) -> None:
@@ -143,6 +123,9 @@ class ImapSession:
         self.limits = Limits(max_literal=PREAUTH_LITERAL, max_command=4 * PREAUTH_LITERAL)
         self.timeout = float(getattr(svc.settings, "imap_autologout_seconds", 1800))
         self.login_failures = 0
+        self._waiting_since: float | None = None
+        self._timed_out = False
+        self._watchdog: asyncio.TimerHandle | None = None
 
     # ---- output
 
@@ -185,7 +168,7 @@ class ImapSession:
         c += ["NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "LIST-EXTENDED",
               "LIST-STATUS", "ESEARCH", "SEARCHRES", "CONDSTORE", "QRESYNC", "QUOTA", "QUOTA=RES-STORAGE",
               "BINARY", f"APPENDLIMIT={self.svc.settings.max_message_size}", "MULTIAPPEND", "SORT",
-              "THREAD=REFERENCES", "STATUS=SIZE", "UTF8=ACCEPT"]
+              "THREAD=REFERENCES", "STATUS=SIZE", "UTF8=ACCEPT", "COMPRESS=DEFLATE"]
         return " ".join(c)
 
     # ---- main loop
@@ -193,16 +176,32 @@ class ImapSession:
     async def run(self) -> None:
         self.w(f"* OK [CAPABILITY {self.caps()}] Mailwright ready.\r\n")
         await self.flush()
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        self._watchdog = loop.call_at(loop.time() + self.timeout, self._watch, loop, task)
+        try:
+            await self._loop(loop, task)
+        finally:
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+
+    async def _loop(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
         while not self.closing:
+            self._waiting_since = loop.time()
             try:
-                got = await asyncio.wait_for(read_command(self.reader, self.writer, self.limits, self.precheck),
-                                             self.timeout)
-            except TimeoutError:
+                got = await read_command(self.reader, self.writer, self.limits, self.precheck)
+            except asyncio.CancelledError:
+                if not self._timed_out:
+                    raise
+                task.uncancel()
                 self.w("* BYE Disconnected for inactivity.\r\n")
                 await self.flush()
                 return
             except (asyncio.IncompleteReadError, ConnectionError):
                 return
+            finally:
+                self._waiting_since = None
             if isinstance(got, Rejected):
                 await self.rejected(got)
                 continue
@@ -210,6 +209,19 @@ class ImapSession:
                 return
             await self.handle(got)
             await self.flush()
+
+    def _watch(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
+        """The autologout timer: one per connection, re-armed lazily (a timer per command, as
+        wait_for or asyncio.timeout make, cost ~15 µs of a ~200 µs FETCH). It cancels the
+        session's task only while it waits for a command, `timeout` seconds after it began to."""
+        since = self._waiting_since
+        now = loop.time()
+        if since is not None and now - since >= self.timeout:
+            self._timed_out = True
+            self._watchdog = None
+            task.cancel()
+            return
+        self._watchdog = loop.call_at((since if since is not None else now) + self.timeout, self._watch, loop, task)
 
     async def still_allowed(self) -> bool:
         """A suspended tenant or account loses its open sessions too, not only new logins.
@@ -270,7 +282,7 @@ class ImapSession:
             self.w("* BAD Error in IMAP command: Empty command line\r\n")
             return
         try:
-            tag, name, args = split_command(data)
+            tag, name, args = quick_split(data) or split_command(data)
         except ParseError as e:
             tag = _safe_tag(data)
             self.w(f"{tag} BAD Error in IMAP command: {e}\r\n")
@@ -335,6 +347,14 @@ class ImapSession:
         if spec == "$":
             saved = sel.saved or set()
             return sorted(i for i, u in enumerate(sel.uids) if u in saved) if saved else []
+        if spec.isascii() and spec.isdigit() and 0 < len(spec) < 11 and spec[0] != "0" and int(spec) <= seqset.MAX32:
+            n = int(spec)  # one number: what parse+seqs/uid_indexes give, without building ranges
+            if by_uid:
+                i = bisect_left(sel.uids, n)
+                return [i] if i < len(sel.uids) and sel.uids[i] == n else []
+            if not sel.uids or n > len(sel.uids):
+                raise Bad("Error in IMAP command: Invalid messageset")
+            return [n - 1]
         ranges = seqset.parse(spec)
         if by_uid:
             return seqset.uid_indexes(ranges, sel.uids)
@@ -361,7 +381,13 @@ class ImapSession:
         sel = self.sel
         if sel is None:
             return
-        ch = await shared_changes(self.svc, sel.box_id, sel.modseq, event)
+        self.apply_changes(await shared_changes(self.svc, sel.box_id, sel.modseq, event), expunges)
+
+    def apply_changes(self, ch: imapview.Changes | None, expunges: bool = True) -> None:
+        """The synchronous half of `sync`; the IDLE hub (imap/idle.py) calls it directly to apply
+        one database answer to thousands of idling sessions without waking their tasks."""
+        sel = self.sel
+        assert sel is not None
         if ch is None:
             self.w("* BYE Selected mailbox was deleted, have to disconnect.\r\n")
             self.closing = True
@@ -981,13 +1007,20 @@ async def cmd_fetch(s: ImapSession, tag: str, args: list[Token], by_uid: bool = 
     if not idxs:
         return "OK Fetch completed."
     with_modseq = changed_since is not None or (s.condstore and any(it.kind == "FLAGS" for it in items))
-    await s.sync(expunges=False)
-    await _do_fetch(s, items, idxs, by_uid, changed_since, with_modseq)
+    if prepared.inline_reader(s.svc) is not None:  # SQLite: reads run inline, nothing to pin
+        await s.sync(expunges=False)
+        await _do_fetch(s, items, idxs, by_uid, changed_since, with_modseq)
+        return "OK Fetch completed."
+    async with prepared.pinned(s.svc) as release:  # PostgreSQL: one connection for the reads
+        await s.sync(expunges=False)
+        await _do_fetch(s, items, idxs, by_uid, changed_since, with_modseq, release)
     return "OK Fetch completed."
 
 
 async def _do_fetch(s: ImapSession, items: list[fetchmod.Item], idxs: list[int], by_uid: bool,
-                    changed_since: int | None, with_modseq: bool) -> None:
+                    changed_since: int | None, with_modseq: bool,
+                    release: Callable[[], Awaitable[None]] | None = None) -> None:
+    """`release` gives back the pinned read connection once the rows are read (before output)."""
     sel = s.sel
     assert sel is not None
     uids = sel.uids
@@ -995,25 +1028,40 @@ async def _do_fetch(s: ImapSession, items: list[fetchmod.Item], idxs: list[int],
     contiguous = len(idxs) == idxs[-1] - idxs[0] + 1
     wanted = None if contiguous else {uids[i] for i in idxs}
     newly_seen: set[int] = set()
+    cols = fetchmod.columns_for(items)
+    rows: list[Any] | None = None
     if fetchmod.sets_seen(items) and not sel.readonly:
-        cur = await imapview.rows(s.svc, sel.box_id, lo, hi, [])
+        # BODY[]/RFC822 sets \Seen: read the rows once, store the flag where it is missing and
+        # patch those rows with the stored flags and modseq (no second read).
+        cur = rows = await imapview.rows(s.svc, sel.box_id, lo, hi, cols) if changed_since is None else None
+        if cur is None:
+            cur = await imapview.rows(s.svc, sel.box_id, lo, hi, [])
         need = [r[0] for r in cur if (wanted is None or r[0] in wanted) and "\\seen" not in r[2].lower()]
         if need:
             changed, _ = await changes.store_flags(s.svc, s.pid(), sel.box_id, need, "add", ["\\Seen"])
-            for u, _f, m in changed:
+            now: dict[int, tuple[int, str]] = {}
+            for u, f, m in changed:
                 sel.reported[u] = m
                 newly_seen.add(u)
-    cols = fetchmod.columns_for(items)
-    plan = fetchmod.meta_plan(items, cols, with_uid=by_uid, with_modseq=with_modseq) if not newly_seen else None
-    rows = await imapview.rows(s.svc, sel.box_id, lo, hi, cols, changed_since=changed_since,
-                               raw_dates=plan is not None)
-    if plan is not None:
+                now[u] = (m, f)
+            if rows is not None and now:
+                rows = [(r[0], *now[r[0]], *r[3:]) if r[0] in now else r for r in rows]
+    if not newly_seen and rows is None and fetchmod.metadata_only(items):
+        rows, escaped = await imapview.meta_rows(s.svc, sel.box_id, lo, hi, cols, changed_since=changed_since)
+        if release is not None:
+            await release()
+        plan = fetchmod.meta_plan(items, cols, with_uid=by_uid, with_modseq=with_modseq, escaped=escaped)
+        assert plan is not None
         await _fast_fetch(s, plan, rows, wanted)
         return
+    if rows is None:
+        rows = await imapview.rows(s.svc, sel.box_id, lo, hi, cols, changed_since=changed_since)
+    if release is not None:
+        await release()
     blob = "blob_hash" in cols
     has_flags = any(it.kind == "FLAGS" for it in items)
     extra_flags = [fetchmod.Item("FLAGS")]
-    failed_cte = False
+    failed = ""  # the NO text of a BINARY failure
     size = 0
     out = s.out
     for r in rows:
@@ -1024,21 +1072,25 @@ async def _do_fetch(s: ImapSession, items: list[fetchmod.Item], idxs: list[int],
         if i >= len(uids) or uids[i] != uid:
             continue
         colvals = dict(zip(cols, r[3:], strict=True))
-        raw = await s.svc.blobs.get(str(colvals["blob_hash"])) if blob else None
+        raw = await reads.blob(s.svc, str(colvals["blob_hash"]), int(colvals["raw_size"])) if blob else None  # type: ignore[call-overload]
         its = items if has_flags or uid not in newly_seen else items + extra_flags
         try:
             chunk = fetchmod.render(its, i + 1, uid, int(r[1]), r[2], colvals, raw, with_uid=by_uid,
                                     with_modseq=with_modseq or (s.condstore and uid in newly_seen))
-        except fetchmod.UnknownCte:
-            failed_cte = True
+        except (fetchmod.UnknownCte, fetchmod.CorruptContent) as e:
+            # an unknown CTE outranks corrupt data (what Dovecot answers when a FETCH meets both)
+            if isinstance(e, fetchmod.UnknownCte):
+                failed = "[UNKNOWN-CTE] Unknown Content-Transfer-Encoding"
+            elif not failed:
+                failed = "[PARSE] Invalid data in MIME part"
             chunk = b"* %d FETCH (UID %d)\r\n" % (i + 1, uid) if by_uid else b""
         out.append(chunk)
         size += len(chunk)
         if size >= FLUSH_BYTES:
             await s.flush()
             size = 0
-    if failed_cte:
-        raise No("[UNKNOWN-CTE] Unknown Content-Transfer-Encoding")
+    if failed:
+        raise No(failed)
 
 
 async def _fast_fetch(s: ImapSession, plan: Callable[[Any, int], bytes], rows: list[Any], wanted: set[int] | None
@@ -1395,71 +1447,14 @@ async def cmd_append(s: ImapSession, tag: str, args: list[Token]) -> str:
             raise No("Can't save a zero byte message.")
         if len(body) > s.svc.settings.max_message_size:
             raise No("[TOOBIG] Message too large")
-    uids: list[int] = []
-    for flags, when, body in msgs:
-        try:
-            st = await changes.append(s.svc, s.pid(), box.id, body, flags=flags, internal_date=when)
-        except QuotaExceeded as e:
-            raise No("[OVERQUOTA] Quota exceeded (mailbox for user is full)") from e
-        uids.append(st.uid)
+    try:
+        stored = await multiappend.append_all(s.svc, s.pid(), box.id,
+                                              [multiappend.NewMessage(body, flags, when) for flags, when, body in msgs])
+    except QuotaExceeded as e:
+        raise No("[OVERQUOTA] Quota exceeded (mailbox for user is full)") from e
+    uids = [st.uid for st in stored]
     await s.sync()
     return f"OK [APPENDUID {box.uidvalidity} {seqset.compress(uids)}] Append completed."
-
-
-# ---- IDLE
-
-async def cmd_idle(s: ImapSession, tag: str, args: list[Token]) -> str:
-    if args:
-        raise ParseError("IDLE takes no arguments")
-    await s.sync()
-    s.w("+ idling\r\n")
-    await s.flush()
-    box_id = s.sel.box_id if s.sel is not None else None
-    deadline = time.monotonic() + s.timeout
-    with s.svc.events.subscribe(s.pid(), maxsize=64) as q:
-        reader_task: asyncio.Task[bytes | None] = asyncio.ensure_future(read_line(s.reader))
-        try:
-            while True:
-                get_task = asyncio.ensure_future(q.get())
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    get_task.cancel()
-                    s.w("* BYE Disconnected for inactivity.\r\n")
-                    s.closing = True
-                    return "NO Idle timed out."
-                done, _ = await asyncio.wait({reader_task, get_task}, timeout=min(left, 120),
-                                             return_when=asyncio.FIRST_COMPLETED)
-                if get_task not in done:
-                    get_task.cancel()
-                if reader_task in done:
-                    line = reader_task.result()
-                    if line is None or line.rstrip(b"\r\n").upper() != b"DONE":
-                        await s.sync()
-                        return "BAD Expected DONE."
-                    await s.sync()
-                    return "OK Idle completed."
-                if get_task in done:
-                    ev = get_task.result()
-                    if ev.type == "account.changed":
-                        s._recheck_at = 0.0
-                        if not await s.still_allowed():
-                            return "NO Account disabled."
-                        continue
-                    relevant = box_id is not None and ev.mailbox_id == box_id
-                    while not q.empty():
-                        ev = q.get_nowait()
-                        relevant = relevant or (box_id is not None and ev.mailbox_id == box_id)
-                    if relevant:
-                        await s.sync(event=ev)
-                        await s.flush()
-                elif not done:
-                    s.w("* OK Still here\r\n")
-                    await s.flush()
-        finally:
-            if not reader_task.done():
-                reader_task.cancel()
-                with contextlib.suppress(BaseException):
-                    await reader_task
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1500,6 +1495,7 @@ COMMANDS: dict[str, tuple[Callable[[ImapSession, str, list[Token]], Awaitable[st
     "EXAMINE": (cmd_examine, AUTH),
     "APPEND": (cmd_append, AUTH),
     "IDLE": (cmd_idle, AUTH),
+    "COMPRESS": (cmd_compress, AUTH),
     "CHECK": (cmd_check, SEL),
     "CLOSE": (cmd_close, SEL),
     "UNSELECT": (cmd_unselect, SEL),

@@ -1,8 +1,14 @@
 """SORT and THREAD=REFERENCES (RFC 5256) over the columns stored at delivery.
 
-Sort keys use the stored first From/To/Cc addresses' mailbox part, the base subject computed by
-`mime.base_subject`, the Date: header (INTERNALDATE when missing) and INTERNALDATE for ARRIVAL;
-ties go to the message sequence number, as the RFC requires.
+Sort keys use the stored first From/To/Cc addresses' mailbox part (as the ENVELOPE reports it),
+the base subject computed by `mime.base_subject` from the first Subject: header, the first Date:
+header as Dovecot parses it (`mime.message_date`; INTERNALDATE when missing or unparsable,
+RFC 5256 2.2) and INTERNALDATE for ARRIVAL; ties go to the message sequence number, as the RFC
+requires. THREAD orders threads and siblings by sent date, a dummy parent as its first child
+(date, then number), as Dovecot does.
+
+Decision: for an address with NUL bytes Dovecot sorts by a mailbox its own ENVELOPE does not
+show (NUL read as 0x80); we sort by what the ENVELOPE shows (docs/imap-differences.md).
 """
 
 from __future__ import annotations
@@ -190,15 +196,17 @@ def thread_references(rows: list[SortRow]) -> str:
             x.parent = None
             top.append(x)
 
-    def first_date(c: _C) -> datetime:
+    def sort_key(c: _C) -> tuple[datetime, int]:
+        """(sent date, number) of a message; a dummy sorts as its first child (RFC 5256 4 (5)),
+        so equal dates fall back to that child's number, as Dovecot does."""
         if c.num is not None:
-            return c.date
-        return min((first_date(k) for k in c.children), default=_EPOCH)
+            return c.date, c.num
+        return min((sort_key(k) for k in c.children), default=(_EPOCH, 0))
 
     def subj(c: _C) -> tuple[str, bool]:
         if c.num is not None:
             return c.subject, c.is_reply
-        k = sorted(c.children, key=first_date)[0] if c.children else c
+        k = min(c.children, key=sort_key) if c.children else c
         return k.subject, k.is_reply
 
     by_subject: dict[str, _C] = {}
@@ -231,7 +239,7 @@ def thread_references(rows: list[SortRow]) -> str:
             by_subject[s] = dummy
 
     def order(cs: list[_C]) -> list[_C]:
-        return sorted(cs, key=lambda x: (first_date(x), x.num if x.num is not None else 0))
+        return sorted(cs, key=sort_key)
 
     def fmt(c: _C) -> str:
         s = str(c.num) if c.num is not None else ""

@@ -10,13 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Text, bindparam, func, select, type_coerce
+from sqlalchemy import Table, Text, bindparam, func, select, type_coerce
 
-from mailwright.mailstore.inline_sqlite import fast_read
 from mailwright.services import Services
+from mailwright.storage import prepared
 from mailwright.storage.models import Mailbox, MailboxEntry, Message, Principal, Tombstone
+from mailwright.storage.prepared import Prepared
+
+_MB = cast(Table, Mailbox.__table__).c
+_ME = cast(Table, MailboxEntry.__table__).c
+_MS = cast(Table, Message.__table__).c
+_TS = cast(Table, Tombstone.__table__).c
+_PR = cast(Table, Principal.__table__).c
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,24 +37,33 @@ class BoxInfo:
     highestmodseq: int
 
 
-def _box(m: Mailbox) -> BoxInfo:
-    return BoxInfo(int(m.id), m.name, m.special_use, bool(m.subscribed), int(m.uidvalidity), int(m.uidnext),
-                   int(m.highestmodseq))
-
-
-_BOX_COLS = (Mailbox.id, Mailbox.name, Mailbox.special_use, Mailbox.subscribed, Mailbox.uidvalidity,
-             Mailbox.uidnext, Mailbox.highestmodseq)
+_BOX_COLS = (_MB.id, _MB.name, _MB.special_use, _MB.subscribed, _MB.uidvalidity, _MB.uidnext, _MB.highestmodseq)
 
 
 def _boxrow(r: Any) -> BoxInfo:
     return BoxInfo(int(r[0]), r[1], r[2], bool(r[3]), int(r[4]), int(r[5]), int(r[6]))
 
 
+# Statements built once (see storage.prepared): building a select costs more than running it.
+_LIST_BOXES = Prepared(select(*_BOX_COLS).where(_MB.principal_id == bindparam("pid")).order_by(_MB.name))
+_GET_BOX = Prepared(select(*_BOX_COLS).where(_MB.principal_id == bindparam("pid"), _MB.name == bindparam("name")))
+_COUNTERS = Prepared(select(_MB.uidnext, _MB.highestmodseq).where(_MB.id == bindparam("box")))
+_ENTRIES = Prepared(select(_ME.uid, _ME.modseq, _ME.flags).where(_ME.mailbox_id == bindparam("box"))
+                    .order_by(_ME.uid))
+_ENTRIES_SINCE = Prepared(select(_ME.uid, _ME.modseq, _ME.flags)
+                          .where(_ME.mailbox_id == bindparam("box"), _ME.modseq > bindparam("since"))
+                          .order_by(_ME.uid))
+_EXPUNGED_SINCE = Prepared(select(_TS.uid).where(_TS.mailbox_id == bindparam("box"), _TS.modseq > bindparam("since")))
+_FLAGS = Prepared(select(_ME.flags).where(_ME.mailbox_id == bindparam("box")))
+_SIZE = Prepared(select(func.coalesce(func.sum(func.coalesce(_MS.vsize, _MS.size)), 0))
+                 .select_from(cast(Table, MailboxEntry.__table__))
+                 .join(cast(Table, Message.__table__), _MS.id == _ME.message_id)
+                 .where(_ME.mailbox_id == bindparam("box")))
+_QUOTA = Prepared(select(_PR.used_bytes, _PR.quota_bytes).where(_PR.id == bindparam("pid")))
+
+
 async def list_boxes(svc: Services, principal_id: str) -> list[BoxInfo]:
-    async with fast_read(svc) as s:
-        rows = (await s.execute(select(*_BOX_COLS).where(Mailbox.principal_id == principal_id)
-                                .order_by(Mailbox.name))).all()
-    return [_boxrow(r) for r in rows]
+    return [_boxrow(r) for r in await prepared.fetch_all(svc, _LIST_BOXES, {"pid": principal_id})]
 
 
 def canonical(name: str) -> str:
@@ -59,27 +75,19 @@ def canonical(name: str) -> str:
 
 
 async def get_box(svc: Services, principal_id: str, name: str) -> BoxInfo | None:
-    async with fast_read(svc) as s:
-        r = (await s.execute(select(*_BOX_COLS).where(Mailbox.principal_id == principal_id,
-                                                      Mailbox.name == canonical(name)))).first()
+    r = await prepared.fetch_first(svc, _GET_BOX, {"pid": principal_id, "name": canonical(name)})
     return _boxrow(r) if r else None
 
 
 async def counters(svc: Services, mailbox_id: int) -> tuple[int, int] | None:
     """(uidnext, highestmodseq), or None when the mailbox is gone."""
-    async with fast_read(svc) as s:
-        r = (await s.execute(select(Mailbox.uidnext, Mailbox.highestmodseq).where(Mailbox.id == mailbox_id))).first()
+    r = await prepared.fetch_first(svc, _COUNTERS, {"box": mailbox_id})
     return (int(r[0]), int(r[1])) if r else None
 
 
 async def entries(svc: Services, mailbox_id: int) -> list[tuple[int, int, str]]:
     """Every (uid, modseq, flags) in UID order: what SELECT needs."""
-    async with fast_read(svc) as s:
-        rows = (await s.execute(
-            select(MailboxEntry.uid, MailboxEntry.modseq, MailboxEntry.flags)
-            .where(MailboxEntry.mailbox_id == mailbox_id).order_by(MailboxEntry.uid)
-        )).all()
-    return [(int(u), int(m), f) for u, m, f in rows]
+    return [(int(u), int(m), f) for u, m, f in await prepared.fetch_all(svc, _ENTRIES, {"box": mailbox_id})]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,40 +99,81 @@ class Changes:
 
 
 async def changes_since(svc: Services, mailbox_id: int, since: int) -> Changes | None:
-    async with fast_read(svc) as s:
-        r = (await s.execute(select(Mailbox.uidnext, Mailbox.highestmodseq).where(Mailbox.id == mailbox_id))).first()
+    """What changed after modseq `since`; one counters read when nothing did (every command's case)."""
+    inline = prepared.inline_reader(svc)
+    if inline is not None:
+        now = inline.all_now(_COUNTERS, {"box": mailbox_id})
+        if not now:
+            return None
+        if int(now[0][1]) <= since:
+            return Changes([], [], int(now[0][0]), int(now[0][1]))
+    async with prepared.reader(svc) as rd:
+        r = await rd.first(_COUNTERS, {"box": mailbox_id})
         if r is None:
             return None
         if int(r[1]) <= since:
             return Changes([], [], int(r[0]), int(r[1]))
-        rows = (await s.execute(
-            select(MailboxEntry.uid, MailboxEntry.modseq, MailboxEntry.flags)
-            .where(MailboxEntry.mailbox_id == mailbox_id, MailboxEntry.modseq > since).order_by(MailboxEntry.uid)
-        )).all()
-        gone = (await s.execute(
-            select(Tombstone.uid).where(Tombstone.mailbox_id == mailbox_id, Tombstone.modseq > since)
-        )).scalars().all()
-    return Changes([(int(u), int(m), f) for u, m, f in rows], sorted({int(u) for u in gone}), int(r[0]), int(r[1]))
+        params = {"box": mailbox_id, "since": since}
+        rows = await rd.all(_ENTRIES_SINCE, params)
+        gone = await rd.all(_EXPUNGED_SINCE, params)
+    return Changes([(int(u), int(m), f) for u, m, f in rows], sorted({int(g[0]) for g in gone}), int(r[0]),
+                   int(r[1]))
 
 
 async def expunged_since(svc: Services, mailbox_id: int, since: int) -> list[int]:
-    async with fast_read(svc) as s:
-        gone = (await s.execute(
-            select(Tombstone.uid).where(Tombstone.mailbox_id == mailbox_id, Tombstone.modseq > since)
-        )).scalars().all()
-    return sorted({int(u) for u in gone})
+    gone = await prepared.fetch_all(svc, _EXPUNGED_SINCE, {"box": mailbox_id, "since": since})
+    return sorted({int(g[0]) for g in gone})
 
 
-MESSAGE_COLUMNS = {
-    "message_id": Message.id, "size": func.coalesce(Message.vsize, Message.size),
-    "internal_date": Message.internal_date,
-    "envelope": Message.envelope, "bodystructure": Message.bodystructure, "body": Message.body,
-    "blob_hash": Message.blob_hash, "header_size": Message.header_size, "sent_date": Message.sent_date,
-    "search_text": Message.search_text, "base_subject": Message.base_subject, "subject": Message.subject,
-    "from_addr": Message.from_addr, "to_addrs": Message.to_addrs, "cc_addrs": Message.cc_addrs,
-    "message_id_header": Message.message_id_header, "in_reply_to": Message.in_reply_to,
-    "references": Message.references, "from_display": Message.from_display,
+MESSAGE_COLUMNS: dict[str, Any] = {
+    "message_id": _MS.id, "size": func.coalesce(_MS.vsize, _MS.size),
+    "internal_date": _MS.internal_date,
+    "envelope": _MS.envelope, "bodystructure": _MS.bodystructure, "body": _MS.body,
+    "blob_hash": _MS.blob_hash, "header_size": _MS.header_size, "sent_date": _MS.sent_date,
+    "search_text": _MS.search_text, "base_subject": _MS.base_subject, "subject": _MS.subject,
+    "from_addr": _MS.from_addr, "to_addrs": _MS.to_addrs, "cc_addrs": _MS.cc_addrs,
+    "message_id_header": _MS.message_id_header, "in_reply_to": _MS.in_reply_to,
+    "references": _MS.references, "from_display": _MS.from_display, "raw_size": _MS.size, "vsize": _MS.vsize,
 }
+
+
+def _rows_query(columns: Sequence[str], sqlite_text: bool, lo: bool, hi: bool, since: bool) -> Prepared:
+    key = (tuple(columns), sqlite_text, lo, hi, since)
+    q = _ROWS_CACHE.get(key)
+    if q is None:
+        cols: list[Any] = [type_coerce(_MS.internal_date, Text) if sqlite_text and c == "internal_date"
+                           else MESSAGE_COLUMNS[c] for c in columns]
+        stmt = select(_ME.uid, _ME.modseq, _ME.flags, *cols)
+        if cols:
+            stmt = stmt.join_from(cast(Table, MailboxEntry.__table__), cast(Table, Message.__table__),
+                                  _MS.id == _ME.message_id)
+        stmt = stmt.where(_ME.mailbox_id == bindparam("box"))
+        if lo:
+            stmt = stmt.where(_ME.uid >= bindparam("lo"))
+        if hi:
+            stmt = stmt.where(_ME.uid <= bindparam("hi"))
+        if since:
+            stmt = stmt.where(_ME.modseq > bindparam("since"))
+        q = Prepared(stmt.order_by(_ME.uid))
+        if len(_ROWS_CACHE) < 512:
+            _ROWS_CACHE[key] = q
+    return q
+
+
+def rows_params(svc: Services, mailbox_id: int, lo_uid: int, hi_uid: int, columns: Sequence[str],
+                *, changed_since: int | None = None, raw_dates: bool = False) -> tuple[Prepared, dict[str, int]]:
+    """The statement and parameters `rows` runs (for callers that run it on their own reader)."""
+    sqlite_text = raw_dates and svc.db.is_sqlite
+    lo, hi = lo_uid > 1, hi_uid < 2**63
+    q = _rows_query(columns, sqlite_text, lo, hi, changed_since is not None)
+    params: dict[str, int] = {"box": mailbox_id}
+    if lo:
+        params["lo"] = lo_uid
+    if hi:
+        params["hi"] = hi_uid
+    if changed_since is not None:
+        params["since"] = changed_since
+    return q, params
 
 
 async def rows(svc: Services, mailbox_id: int, lo_uid: int, hi_uid: int, columns: Sequence[str],
@@ -133,38 +182,25 @@ async def rows(svc: Services, mailbox_id: int, lo_uid: int, hi_uid: int, columns
 
     One query, plain row tuples: this is the hot path of a full sync. With raw_dates,
     internal_date comes as the driver gives it (SQLite: text, no per-row datetime parsing)."""
-    sqlite_text = raw_dates and svc.db.is_sqlite
-    key = (tuple(columns), sqlite_text, lo_uid > 1, hi_uid < 2**63, changed_since is not None)
-    q = _ROWS_CACHE.get(key)
-    if q is None:
-        cols: list[Any] = [type_coerce(Message.internal_date, Text) if sqlite_text and c == "internal_date"
-                           else MESSAGE_COLUMNS[c] for c in columns]
-        q = select(MailboxEntry.uid, MailboxEntry.modseq, MailboxEntry.flags, *cols)
-        if cols:
-            q = q.join(Message, Message.id == MailboxEntry.message_id)
-        q = q.where(MailboxEntry.mailbox_id == bindparam("box"))
-        if key[2]:
-            q = q.where(MailboxEntry.uid >= bindparam("lo"))
-        if key[3]:
-            q = q.where(MailboxEntry.uid <= bindparam("hi"))
-        if key[4]:
-            q = q.where(MailboxEntry.modseq > bindparam("since"))
-        q = q.order_by(MailboxEntry.uid)
-        if len(_ROWS_CACHE) < 512:
-            _ROWS_CACHE[key] = q
-    params: dict[str, int] = {"box": mailbox_id}
-    if key[2]:
-        params["lo"] = lo_uid
-    if key[3]:
-        params["hi"] = hi_uid
-    if changed_since is not None:
-        params["since"] = changed_since
-    async with fast_read(svc) as s:
-        return list((await s.execute(q, params)).all())
+    q, params = rows_params(svc, mailbox_id, lo_uid, hi_uid, columns, changed_since=changed_since,
+                            raw_dates=raw_dates)
+    return await prepared.fetch_all(svc, q, params)
 
 
-# Prepared statements for `rows`, per shape (building a select costs more than running it).
-_ROWS_CACHE: dict[tuple[Any, ...], Any] = {}
+async def meta_rows(svc: Services, mailbox_id: int, lo_uid: int, hi_uid: int, columns: Sequence[str],
+                    *, changed_since: int | None = None) -> tuple[list[Any], bool]:
+    """`rows` for a blob-less FETCH renderer, and whether ENVELOPE/BODYSTRUCTURE/BODY come
+    WireText-escaped (SQLite: as stored, see prepared.Reader.all_now; the renderer undoes the
+    rare escape while encoding) or already unescaped (PostgreSQL)."""
+    q, params = rows_params(svc, mailbox_id, lo_uid, hi_uid, columns, changed_since=changed_since, raw_dates=True)
+    inline = prepared.inline_reader(svc)
+    if inline is not None:
+        return inline.all_now(q, params, wire_escaped=True), True
+    return await prepared.fetch_all(svc, q, params), False
+
+
+# Prepared statements for `rows`, per shape.
+_ROWS_CACHE: dict[tuple[Any, ...], Prepared] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,13 +215,11 @@ class BoxStatus:
 
 
 async def status(svc: Services, box: BoxInfo) -> BoxStatus:
-    async with fast_read(svc) as s:
-        r = (await s.execute(select(Mailbox.uidnext, Mailbox.highestmodseq).where(Mailbox.id == box.id))).first()
-        flags = (await s.execute(select(MailboxEntry.flags).where(MailboxEntry.mailbox_id == box.id))).scalars().all()
-        size = (await s.execute(
-            select(func.coalesce(func.sum(func.coalesce(Message.vsize, Message.size)), 0)).select_from(MailboxEntry)
-            .join(Message, Message.id == MailboxEntry.message_id).where(MailboxEntry.mailbox_id == box.id)
-        )).scalar_one()
+    params = {"box": box.id}
+    async with prepared.reader(svc) as rd:
+        r = await rd.first(_COUNTERS, params)
+        flags = [f[0] for f in await rd.all(_FLAGS, params)]
+        size = (await rd.all(_SIZE, params))[0][0]
     unseen = sum(1 for f in flags if "\\seen" not in f.lower())
     deleted = sum(1 for f in flags if "\\deleted" in f.lower())
     uidnext, hms = (int(r[0]), int(r[1])) if r else (box.uidnext, box.highestmodseq)
@@ -194,7 +228,5 @@ async def status(svc: Services, box: BoxInfo) -> BoxStatus:
 
 async def quota_usage(svc: Services, principal_id: str) -> tuple[int, int]:
     """(used bytes, quota bytes; 0 = unlimited) of the account."""
-    async with fast_read(svc) as s:
-        r = (await s.execute(select(Principal.used_bytes, Principal.quota_bytes)
-                             .where(Principal.id == principal_id))).first()
+    r = await prepared.fetch_first(svc, _QUOTA, {"pid": principal_id})
     return (int(r[0] or 0), int(r[1] or 0)) if r else (0, 0)

@@ -43,10 +43,17 @@ and charsets are decoded here too, best effort).  The rules that matter:
   anything or the text has ``"``, ``\\`` or 8-bit); other strings like ``imap_append_nstring``
   (quoted, literal for 8-bit or more than 4 escapes).
 
-Sizes are Dovecot's "virtual" sizes: a bare LF counts as CRLF.  Messages arrive CRLF-normalised by
-SMTP, so for stored messages this is simply the raw size; for anything else (IMAP APPEND of an
-LF-only file, the corpus) we normalise bare LF to CRLF first, and ``fetch_section``/``fetch_binary``
-return the same normalised bytes, so BODYSTRUCTURE sizes always equal the fetched lengths.
+Sizes are Dovecot's "virtual" sizes: a bare LF counts as CRLF, and CR CR LF as CRLF (Dovecot
+saves with LF line ends, so a doubled CR loses one CR for good; see ``_normalize``).  Messages
+arrive CRLF-normalised by SMTP, so for stored messages this is usually the raw size; for anything
+else (IMAP APPEND of an LF-only file, the corpus) we normalise first, and
+``fetch_section``/``fetch_binary`` return the same normalised bytes, so BODYSTRUCTURE sizes always
+equal the fetched lengths.
+
+The sent date SORT and SEARCH use is the *first* Date: header parsed like ``message-date.c``
+(``message_date``), and the SORT/THREAD base subject comes from the *first* Subject: header
+(undecodable 8-bit as U+FFFD), as Dovecot's index-sort/thread read them; ENVELOPE and the display
+subject use the last header, as Dovecot's ENVELOPE does.
 
 IMAP strings in ``ParsedMessage`` are ``str``.  Raw 8-bit header bytes are decoded as UTF-8 with
 ``surrogateescape``; encode with ``encode("utf-8", "surrogateescape")`` to get the exact wire
@@ -56,9 +63,11 @@ Known deviations from Dovecot 2.3.19 (all deliberate or untestable):
 
 * ``fetch_section`` returns None for a part that does not exist (and for HEADER/TEXT of a part
   that is not message/rfc822); Dovecot sends ``""`` there -- the IMAP layer should do the same.
-* ``fetch_binary`` decodes corrupt base64/quoted-printable leniently where Dovecot answers
-  ``NO [PARSE]``; BINARY.SIZE should be ``len(fetch_binary())`` (Dovecot's own BINARY.SIZE of a
-  base64 message/rfc822 part disagrees with its BINARY[]).
+* ``fetch_binary(check=True)`` (IMAP BINARY) raises UndecodableContent where Dovecot answers
+  ``NO [PARSE]``; without ``check`` (downloads) corrupt base64/quoted-printable is decoded
+  leniently.  BINARY.SIZE should be ``len(fetch_binary())``: Dovecot's own BINARY.SIZE disagrees
+  with its BINARY[] for a base64 message/rfc822 part and for multiparts with encoded parts, and
+  fails for a part when another part is corrupt.
 * Dovecot's BODY can differ from a fresh parse when it is derived from a cached BODYSTRUCTURE in
   the same session (seen with broken Content-Type parameters); we always answer the fresh-parse
   form.  (NUL is emulated: U+FFFD in ENVELOPE/BODYSTRUCTURE strings, 0x80 in BODY[].)
@@ -75,16 +84,18 @@ import codecs
 import html
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import UTC, date, datetime, timedelta
 
 __all__ = [
     "Attachment",
     "ParsedMessage",
+    "UndecodableContent",
     "fetch_binary",
     "fetch_section",
+    "message_date",
     "parse_message",
     "quote_imap_string",
+    "virtual_size",
 ]
 
 
@@ -138,14 +149,28 @@ PREVIEW_LEN = 256
 MAX_DECODE = 4 * 1024 * 1024  # never decode more than this per text part for bodies/search
 
 _BARE_LF = re.compile(rb"(?<!\r)\n")
+_CR_CR_LF = re.compile(rb"\r(?=\r\n)")
 
 
 def _normalize(raw: bytes) -> bytes:
-    """Bare LF -> CRLF (Dovecot's virtual size view).  A no-op (no copy) for CRLF input."""
+    """The message as Dovecot serves it: bare LF -> CRLF, and one CR dropped from every run of
+    two or more CRs before an LF (``CR CR LF`` -> ``CR LF``).  Dovecot stores messages with LF
+    line ends (``mail_save_crlf = no``: the CR of each CRLF is dropped on save) and adds a CR
+    before every LF not already preceded by one when serving, so a doubled CR loses one CR for
+    good; lone CRs elsewhere are kept.  A no-op (no copy) for clean CRLF input."""
     n = raw.count(b"\n")
-    if n == 0 or n == raw.count(b"\r\n"):
+    if n == 0:
         return raw
-    return _BARE_LF.sub(b"\r\n", raw)
+    if n == raw.count(b"\r\n"):
+        return _CR_CR_LF.sub(b"", raw) if b"\r\r\n" in raw else raw
+    out = _BARE_LF.sub(b"\r\n", raw)
+    return _CR_CR_LF.sub(b"", out) if b"\r\r\n" in out else out
+
+
+def virtual_size(raw: bytes) -> int:
+    """RFC822.SIZE: ``len(_normalize(raw))`` without building it (a bare LF counts 2, ``CR CR LF``
+    counts 2, as Dovecot counts them)."""
+    return len(raw) + raw.count(b"\n") - raw.count(b"\r\n") - raw.count(b"\r\r\n")
 
 
 def _s(b: bytes) -> str:
@@ -164,6 +189,8 @@ def _literal(b: bytes) -> str:
     return f"{{{len(b)}}}\r\n" + _s(b)
 
 
+_NL_DROP_RE = re.compile(r"[\r\n](?=[ \t\r\n]|\Z)")
+_NL_SPACE_RE = re.compile(r"[\r\n]")
 _QSAFE_RE = re.compile(r"[\x01-\x09\x0b\x0c\x0e-\x21\x23-\x5b\x5d-\x7f]*")
 
 
@@ -174,8 +201,9 @@ def _nstring(s: str | None) -> str:
     if _QSAFE_RE.fullmatch(s):
         return '"' + s + '"'
     if "\r" in s or "\n" in s:
-        # folds ("\n") are dropped; a bare CR inside a value comes out as a space (Dovecot)
-        s = s.replace("\r", " ").replace("\n", "")
+        # remove_newlines_and_append: a CR/LF before whitespace, CR/LF or the end is dropped
+        # (folds), any other becomes a space
+        s = _NL_SPACE_RE.sub(" ", _NL_DROP_RE.sub("", s))
     if "\x00" in s:
         s = s.replace("\x00", "\ufffd")  # Dovecot sends NUL in header values as U+FFFD
     if s.isascii():
@@ -227,8 +255,22 @@ def quote_imap_string(s: str | bytes | None) -> str:
 # Headers
 
 
-def _header_fields(block: bytes) -> list[tuple[str, bytes]]:  # also used by imap.session (SEARCH)
+def _value_start(v: bytes) -> bytes:
+    """The blanks after the colon go (SKIP_INITIAL_LWSP), except when the first line holds only
+    blanks: then only the first one goes (message-header-parser.c)."""
+    s = v.lstrip(b" \t")
+    if s[:1] in (b"", b"\n") and v[:1] in (b" ", b"\t"):
+        return v[1:]
+    return s
+
+
+def _header_fields(block: bytes, drop_cr: bool = False) -> list[tuple[str, bytes]]:  # also imap.session
     """Logical header fields of a header block (without its blank line): (lowercase name, value).
+
+    A CR left before a line end (CR CR LF after _normalize) stays in the value, as Dovecot's
+    header parser keeps it; ``drop_cr`` drops one more, as Dovecot's top-level ENVELOPE shows
+    (it reads that header through one more CRLF -> LF pass: "Subject: x" CR CR CR LF as
+    received is "x" there, with four CRs a literal; checked for 2..6 CRs).
 
     Value = text after the colon with leading LWSP skipped, continuation lines appended after a
     bare ``\n`` (Dovecot's full_value: CR dropped, LF kept -- it matters, because Subject and
@@ -245,11 +287,11 @@ def _header_fields(block: bytes) -> list[tuple[str, bytes]]:  # also used by ima
             if i < 0 or b"\n" in field[:i]:
                 out.append(("", b""))
                 continue
-            out.append((field[:i].rstrip(b" \t").lower().decode("latin-1"), field[i + 1 :].lstrip(b" \t")))
+            out.append((field[:i].rstrip(b" \t").lower().decode("latin-1"), _value_start(field[i + 1 :])))
         return out
     for line in block.split(b"\r\n"):
-        if line.endswith(b"\r"):
-            line = line.rstrip(b"\r")  # CRs before the line end are dropped too (Dovecot)
+        if drop_cr and line.endswith(b"\r"):
+            line = line[:-1]
         if line[:1] in (b" ", b"\t"):
             if out and out[-1][0]:
                 name, val = out[-1]
@@ -259,7 +301,7 @@ def _header_fields(block: bytes) -> list[tuple[str, bytes]]:  # also used by ima
         if i < 0:
             out.append(("", b""))
             continue
-        out.append((line[:i].rstrip(b" \t").lower().decode("latin-1"), line[i + 1 :].lstrip(b" \t")))
+        out.append((line[:i].rstrip(b" \t").lower().decode("latin-1"), _value_start(line[i + 1 :])))
     return out
 
 
@@ -267,47 +309,7 @@ def _header_fields(block: bytes) -> list[tuple[str, bytes]]:  # also used by ima
 # RFC 822 tokenising for Content-* values (rfc822-parser.c)
 
 
-_LWSP_RE = re.compile(r"[ \t\r\n]*")
-
-
-def _skip_cfws(s: str, i: int) -> int:
-    """Skip whitespace and (nested) comments."""
-    i = _LWSP_RE.match(s, i).end()  # type: ignore[union-attr]
-    n = len(s)
-    if i >= n or s[i] != "(":
-        return i
-    while i < n:
-        c = s[i]
-        if c in " \t\r\n":
-            i += 1
-        elif c == "(":
-            depth = 0
-            while i < n:
-                c = s[i]
-                if c == "\\":
-                    i += 2
-                    continue
-                if c == "(":
-                    depth += 1
-                elif c == ")":
-                    depth -= 1
-                    if depth == 0:
-                        i += 1
-                        break
-                i += 1
-        else:
-            break
-    return i
-
-
 _TOKEN_RE = re.compile(r'[^\x00-\x20()<>@,;:\\"/\[\]?=\x7f]*')
-
-
-def _mime_token(s: str, i: int) -> tuple[str, int]:
-    j = _TOKEN_RE.match(s, i).end()  # type: ignore[union-attr]
-    return s[i:j], j
-
-
 _ATEXT_ASCII = frozenset("!#$%&'*+-/=?^_`{|}~ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
 _ATEXT_RUN = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~\x80-\U0010ffff]*")
 _ATEXT_DOT_RUN = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.\x80-\U0010ffff]*")
@@ -335,7 +337,8 @@ class _Rfc822:
     # ---- rfc822-parser primitives
     def skip_comment(self) -> int:
         """At '('.  The text is kept in ``comment`` (reset first); a fold (LF) inside a comment
-        is dropped, and an unterminated comment keeps only the text before its last fold."""
+        is dropped, and an unterminated comment keeps only the text before its last fold or
+        quoted-pair (``rfc822_skip_comment``)."""
         s, n = self.s, self.n
         level, i = 1, self.i + 1
         start, buf = i, []
@@ -356,12 +359,14 @@ class _Rfc822:
                 self.comment = "".join(buf)
                 start = i + 1
             elif c == "\\":
-                buf.append(s[start:i])
-                start = i + 1
-                i += 1
-                if i >= n:
+                if i + 1 >= n:
                     self.i = n
                     return -1
+                if s[i + 1] not in "\r\n\x00":  # obs-qp: a backslash before CR/LF/NUL is text
+                    buf.append(s[start:i])
+                    self.comment = "".join(buf)  # an unterminated comment keeps this much
+                    start = i + 1
+                    i += 1
             i += 1
         self.i = n
         return -1
@@ -462,7 +467,9 @@ class _Rfc822:
                     if i >= n:
                         break
                 elif s[i] == "]":
-                    out.append(s[start : i + 1])
+                    lit = s[start : i + 1]
+                    # a fold inside the literal loses its line break (CR LF), keeps its blank
+                    out.append(lit.replace("\r\n", "").replace("\n", "") if "\n" in lit else lit)
                     self.i = i + 1
                     return self.skip_lwsp()
                 i += 1
@@ -624,21 +631,27 @@ def _disposition(value: str) -> tuple[str, list[tuple[str, str]]] | None:
     return tok, _params(value, p.i)
 
 
-_ATEXT_RE = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~\x80-\U0010ffff]+")
-
-
 def _languages(value: str) -> list[str] | None:
+    """``parse_content_language``: atoms separated by ","; an atom followed by an unterminated
+    comment is not taken, and the list stops there."""
+    p = _Rfc822(value)
+    if p.skip_lwsp() <= 0:
+        return None
     langs: list[str] = []
-    i = _skip_cfws(value, 0)
-    while i < len(value):
-        m = _ATEXT_RE.match(value, i)
-        if not m:
+    while True:
+        if p.i >= p.n or not _atext(p.s[p.i]):
             break
-        langs.append(m.group(0))
-        i = _skip_cfws(value, m.end())
-        if i >= len(value) or value[i] != ",":
+        j = _ATEXT_RUN.match(p.s, p.i).end()  # type: ignore[union-attr]
+        tok = p.s[p.i : j]
+        p.i = j
+        if j < p.n and p.skip_lwsp() < 0:
             break
-        i = _skip_cfws(value, i + 1)
+        langs.append(tok)
+        if p.i >= p.n or p.s[p.i] != ",":
+            break
+        p.i += 1
+        if p.skip_lwsp() <= 0:
+            break
     return langs or None
 
 
@@ -926,12 +939,20 @@ def _parse_addresses_slow(value: str) -> list[_Addr]:
     return p.out
 
 
+def _plain_nstring(s: str | None) -> str:
+    """``imap_append_nstring`` (quote_imap_string) with the common all-safe case first."""
+    if s is not None and _QSAFE_RE.fullmatch(s):
+        return '"' + s + '"'
+    return quote_imap_string(s)
+
+
 def _addr_list_imap(addrs: list[_Addr]) -> str:
     if not addrs:
         return "NIL"
     parts = ["("]
     for name, route, mbox, dom in addrs:
-        parts.append(f"({_human(name)} {_nstring(route)} {_nstring(mbox)} {_nstring(dom)})")
+        # imap_write_address: plain imap_append_nstring for route/mailbox/domain (a CR is kept)
+        parts.append(f"({_human(name)} {_plain_nstring(route)} {_plain_nstring(mbox)} {_plain_nstring(dom)})")
     parts.append(")")
     return "".join(parts)
 
@@ -1025,14 +1046,17 @@ class _Parser:
         cached = self.rx_cache.get(key)
         if cached is None:
             alts = sorted(set(bounds), key=len, reverse=True)
-            rx = re.compile(b"\n--(?:" + b"|".join(re.escape(b[2:]) for b in alts) + b")")
+            # Dovecot matches boundaries in its LF-ended file: a boundary ending in CR cannot
+            # take the CR of a line's CRLF
+            rx = re.compile(b"\n--(?:" + b"|".join(re.escape(b[2:]) + (b"(?!\n)" if b.endswith(b"\r") else b"")
+                                                    for b in alts) + b")")
             index = {b: max(k for k, x in enumerate(bounds) if x == b) for b in alts}
             cached = self.rx_cache[key] = (rx, index, alts)
         rx, index, alts = cached
         data = self.data
         if data.startswith(b"--", pos):
             for b in alts:
-                if data.startswith(b, pos):
+                if data.startswith(b, pos) and not (b.endswith(b"\r") and data.startswith(b"\n", pos + len(b))):
                     return pos, index[b]
         m = rx.search(data, pos)
         if m is None:
@@ -1165,10 +1189,14 @@ class _Parser:
                 continue
             v = _s(raw)
             if name == "content-transfer-encoding":
-                tok, tok_end = _mime_token(v, _skip_cfws(v, 0))
-                if tok and _skip_cfws(v, tok_end) >= len(v):  # first *valid* one counts
-                    p.cte = tok
-                    seen.add(name)
+                # first *valid* one counts: one token, then only CFWS (an unterminated comment
+                # makes it invalid, as rfc822_skip_lwsp fails)
+                cp = _Rfc822(v)
+                if cp.skip_lwsp() >= 0:
+                    tok, ret = cp.mime_token()
+                    if tok and ret == 0:
+                        p.cte = tok
+                        seen.add(name)
                 continue
             if name == "content-disposition":
                 # Dovecot re-parses Content-Disposition until one of them has parameters
@@ -1365,6 +1393,44 @@ def _cte_decode(body: bytes, cte: str | None, strict: bool = False) -> bytes | N
     return None
 
 
+class UndecodableContent(ValueError):
+    """BINARY of a part whose base64 / quoted-printable data is corrupt: Dovecot answers
+    ``NO [PARSE]`` (RFC 5530) rather than sending bytes it had to guess."""
+
+
+_B64_WS_RE = re.compile(rb"[ \t\r\n]+")
+_B64_STRICT_RE = re.compile(rb"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
+# quoted-printable that Dovecot's qp-decoder.c rejects: "=" not starting "=XX" or a soft line
+# break ("=", optional blanks, CRLF), a CR without LF, more than 76 blanks before text
+_QP_BAD_RE = re.compile(rb"=(?![0-9A-Fa-f]{2}|[ \t]*\r?\n)|\r(?!\n)|[ \t]{77,}[^ \t\r\n]")
+_QP_TOKEN_RE = re.compile(rb"=([0-9A-Fa-f]{2})|=[ \t]*\r?\n|[ \t]+(?=\r?\n|\Z)")
+
+
+def _qp_token(m: re.Match[bytes]) -> bytes:
+    h = m.group(1)
+    return b"" if h is None else bytes.fromhex(h.decode())
+
+
+def _binary_decode(body: bytes, cte: str | None, check: bool) -> bytes | None:
+    """BINARY's decoding of one leaf body (``cte`` as Dovecot reads it: the last header, exact
+    name).  None for an unknown encoding.  With ``check``, corrupt data raises
+    UndecodableContent where Dovecot's decoders (istream-base64-decoder with no flags,
+    qp-decoder.c) fail: base64 with a character outside the alphabet and blanks, wrong or missing
+    padding, or data after the padding; quoted-printable as _QP_BAD_RE says.  Valid
+    quoted-printable is decoded as Dovecot does (blanks before a line end dropped)."""
+    c = "7bit" if cte is None else cte.lower()
+    if check and c == "base64":
+        clean = _B64_WS_RE.sub(b"", body)
+        if not _B64_STRICT_RE.fullmatch(clean):
+            raise UndecodableContent("invalid base64 data")
+        return binascii.a2b_base64(clean)
+    if check and c == "quoted-printable":
+        if _QP_BAD_RE.search(body):
+            raise UndecodableContent("invalid quoted-printable data")
+        return _QP_TOKEN_RE.sub(_qp_token, body)
+    return _cte_decode(body, c, strict=True)
+
+
 _CHARSET_ALIASES = {
     "ks_c_5601-1987": "cp949",
     "gb2312": "gb18030",
@@ -1448,13 +1514,14 @@ def _decode_words(s: str) -> str:
     return "".join(out)
 
 
-def _decode_header(raw: bytes) -> str:
-    """RFC 2047 decode; raw 8-bit taken as UTF-8 (else cp1252).  Folding removed."""
+def _decode_header(raw: bytes, strict: bool = False) -> str:
+    """RFC 2047 decode; raw 8-bit taken as UTF-8 (else cp1252 for display; with ``strict``
+    invalid UTF-8 becomes U+FFFD, as Dovecot's message_header_decode_utf8).  Folding removed."""
     raw = raw.replace(b"\n", b"")
     try:
         s = raw.decode("utf-8")
     except UnicodeDecodeError:
-        s = raw.decode("cp1252", "replace")
+        s = raw.decode("utf-8", "replace") if strict else raw.decode("cp1252", "replace")
     return _decode_words(s)
 
 
@@ -1584,6 +1651,141 @@ def _header_value(fields: list[tuple[str, bytes]], name: str, last: bool = True)
     return found
 
 
+# --------------------------------------------------------------------------------------------
+# Date: headers (message-date.c)
+
+_MONTHS3 = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_ZONES3 = {"E": -300, "C": -360, "M": -420, "P": -480}
+
+
+def _all_digits(v: str) -> bool:
+    return bool(v) and all("0" <= c <= "9" for c in v)
+
+
+def _zone(v: str) -> int:
+    """``parse_timezone``: minutes east of UTC; anything unknown is UTC (Dovecot's choice)."""
+    if len(v) == 5 and v[0] in "+-":
+        if not _all_digits(v[1:]):
+            return 0
+        off = int(v[1:3]) * 60 + int(v[3:5])
+        return off if v[0] == "+" else -off
+    if len(v) == 1:
+        up, c = v.upper(), ord(v)  # Dovecot computes with the character as written
+        if up < "J":
+            return (c - 65 + 1) * 60
+        if up == "J":
+            return 0
+        if up <= "M":
+            return (c - 65) * 60
+        if up < "Z":
+            return (77 - c) * 60
+        return 0
+    if len(v) == 2 and v.upper() == "UT":
+        return 0
+    if len(v) == 3 and v[2] == "T":
+        base = _ZONES3.get(v[0].upper())
+        if base is not None:
+            if v[1].upper() == "D":
+                return base + 60
+            if v[1].upper() == "S":
+                return base
+    return 0
+
+
+_FAST_DATE_RE = re.compile(
+    r"[ \t]*(?:[A-Za-z]{3},[ \t]*)?([0-9]{1,2})[ \t]+([A-Za-z]{3})[ \t]+([0-9]{4})[ \t]+([0-9]{1,2}):([0-9]{2})"
+    r"(?::([0-9]{2}))?[ \t]+([+-][0-9]{4})[ \t]*"
+)
+
+
+def message_date(value: str) -> tuple[datetime, date] | None:
+    """A Date: header as Dovecot's ``message_date_parse`` reads it: (the instant, in UTC; the
+    date as written, which is what SENTBEFORE/SENTON/SENTSINCE compare -- RFC 3501 6.4.4
+    "disregarding time and timezone").  None when Dovecot finds no date (then SEARCH sees
+    1970-01-01 and SORT the INTERNALDATE).  ``[Www ","] d[d] Mon[th] [yy]yy h[h]:mm[:ss] [zone]``
+    with ``.`` also accepted as time separator, comments and folding anywhere, an unknown or
+    missing zone taken as UTC, two-digit years as 1970-2069."""
+    m = _FAST_DATE_RE.fullmatch(value)
+    if m is not None:  # the usual "Mon, 2 Jan 2023 10:00:00 +0100": same result, 10x faster
+        mon = m.group(2).lower()
+        if mon in _MONTHS3 and int(m.group(3)) >= 1900:
+            try:
+                wall = datetime(int(m.group(3)), _MONTHS3.index(mon) + 1, int(m.group(1)), int(m.group(4)),  # noqa: DTZ001
+                                int(m.group(5)), min(int(m.group(6) or 0), 59))
+                return (wall - timedelta(minutes=_zone(m.group(7)))).replace(tzinfo=UTC), wall.date()
+            except (ValueError, OverflowError):
+                return None
+    p = _Rfc822(value)
+    p.skip_lwsp()
+
+    def token() -> tuple[int, str]:
+        if p.i >= p.n:
+            return 0, ""
+        if not _atext(p.s[p.i]):
+            return -1, ""
+        j = _ATEXT_RUN.match(p.s, p.i).end()  # type: ignore[union-attr]
+        tok = p.s[p.i : j]
+        p.i = j
+        if j < p.n and p.skip_lwsp() < 0:
+            return -1, tok
+        return 1, tok
+
+    ret, v = token()
+    if ret <= 0:
+        return None
+    if len(v) == 3:  # weekday
+        if p.cur() != ",":
+            return None
+        p.i += 1
+        p.skip_lwsp()
+        ret, v = token()
+        if ret <= 0:
+            return None
+    if not 1 <= len(v) <= 2 or not _all_digits(v):
+        return None
+    day = int(v)
+    ret, v = token()
+    if ret <= 0 or len(v) < 3 or v[:3].lower() not in _MONTHS3:
+        return None
+    month = _MONTHS3.index(v[:3].lower()) + 1
+    ret, v = token()
+    if ret <= 0 or len(v) not in (2, 4) or not _all_digits(v):
+        return None
+    year = int(v)
+    if len(v) == 2:
+        year += 2000 if year < 70 else 1900
+    elif year < 1900:
+        return None
+    ret, v = token()
+    if ret <= 0 or not 1 <= len(v) <= 2 or not _all_digits(v):
+        return None
+    hour = int(v)
+    if p.cur() not in ":.":
+        return None
+    p.i += 1
+    p.skip_lwsp()
+    ret, v = token()
+    if ret < 0 or len(v) != 2 or not _all_digits(v):
+        return None
+    minute, sec = int(v), 0
+    if p.i < p.n and p.s[p.i] in ":.":
+        p.i += 1
+        p.skip_lwsp()
+        ret, v = token()
+        if ret <= 0 or len(v) != 2 or not _all_digits(v):
+            return None
+        sec = min(int(v), 59)  # utc_mktime takes a leap second as :59
+    ret, v = token()
+    if ret < 0:
+        return None
+    offset = _zone(v) if ret > 0 else 0
+    try:
+        wall = datetime(year, month, day, hour, minute, sec)  # noqa: DTZ001 - the time as written
+        return (wall - timedelta(minutes=offset)).replace(tzinfo=UTC), wall.date()
+    except (ValueError, OverflowError):
+        return None  # 31 Feb, 24:00 ... (utc_mktime refuses what timegm would normalise)
+
+
 _MSGID_RE = re.compile(r"<[^<>]*>")
 
 
@@ -1623,12 +1825,24 @@ def _parse(raw: bytes) -> ParsedMessage:
     parser = _Parser(data)
     root, _b, _bi = parser.entity(0, [], False, 0)
     fields = root.fields
-    envelope, addrs = _envelope_and_addrs(fields)
+    env_fields = fields
+    head = data[root.hdr_start : root.hdr_end]
+    if b"\r\r" in head:  # see _header_fields(drop_cr=True)
+        head = head[:-4] if head.endswith(b"\r\n\r\n") else head[:-2] if head.endswith(b"\r\n") else head
+        env_fields = _header_fields(head, drop_cr=True)
+    envelope, addrs = _envelope_and_addrs(env_fields)
     bs, b = _structures(root, data)
     bodystructure, body = "(" + bs + ")", "(" + b + ")"
 
     subj_raw = _header_value(fields, "subject")
     subject = _WS_RE.sub(" ", _decode_header(subj_raw)).strip() if subj_raw is not None else ""
+    # SORT/THREAD's base subject: the *first* Subject: header, undecodable 8-bit as U+FFFD (as
+    # Dovecot's index-sort/thread read it; ENVELOPE and the display subject use the last one)
+    first_raw = _header_value(fields, "subject", last=False)
+    if first_raw is subj_raw and (subj_raw is None or subj_raw.isascii()):
+        sort_subject = subject  # one Subject: header, nothing to decode differently
+    else:
+        sort_subject = "" if first_raw is None else _WS_RE.sub(" ", _decode_header(first_raw, strict=True)).strip()
     froms = [a for a in addrs.get("from", []) if a[2] is not None and a[3] is not None]
     from_addr = next((s for s in (_spec(a) for a in froms) if s), "")
     disp_parts = []
@@ -1640,15 +1854,11 @@ def _parse(raw: bytes) -> ParsedMessage:
     to_addrs = [s for s in (_spec(a) for a in addrs.get("to", [])) if s]
     cc_addrs = [s for s in (_spec(a) for a in addrs.get("cc", [])) if s]
     mid = _msgids(_header_value(fields, "message-id"))
-    sent: datetime | None = None
-    date_raw = _header_value(fields, "date")
-    if date_raw is not None:
-        try:
-            sent = parsedate_to_datetime(_s(date_raw).strip())
-            if sent.tzinfo is None:
-                sent = sent.replace(tzinfo=UTC)
-        except (TypeError, ValueError, IndexError, OverflowError):
-            sent = None
+    # SORT/SEARCH's sent date: the *first* Date: header, as Dovecot's mail_get_date (ENVELOPE
+    # shows the last one); stored as the UTC instant so both databases keep the same value
+    date_raw = _header_value(fields, "date", last=False)
+    when = message_date(_s(date_raw)) if date_raw is not None else None
+    sent = when[0] if when is not None else None
 
     acc = _Acc()
     _collect(root, "", data, acc, False)
@@ -1674,7 +1884,7 @@ def _parse(raw: bytes) -> ParsedMessage:
         body=body,
         header_size=root.hdr_end - root.hdr_start,
         subject=subject,
-        base_subject=base_subject(subject),
+        base_subject=base_subject(sort_subject),
         from_addr=from_addr,
         from_display=from_display,
         to_addrs=to_addrs,
@@ -1838,22 +2048,29 @@ def fetch_section(raw: bytes, section: str) -> bytes | None:
     return out
 
 
+_KNOWN_CTES = frozenset(("7bit", "8bit", "binary", "base64", "quoted-printable"))
+
+
 def _leaves(p: _Part) -> list[_Part]:
     if p.multipart or p.rfc822:
         return [x for c in p.children for x in _leaves(c)]
     return [p]
 
 
-def _binary_message(data: bytes, root: _Part, start: int = 0, end: int | None = None) -> bytes | None:
+def _binary_message(data: bytes, root: _Part, start: int = 0, end: int | None = None, check: bool = False
+                    ) -> bytes | None:
     """``BINARY[]``: like Dovecot, every base64/QP leaf is decoded in place and its
     Content-Transfer-Encoding header is moved to the end of its header as ``binary``."""
     out: list[bytes] = []
     pos = start
-    for leaf in _leaves(root):
+    leaves = _leaves(root)
+    if any(leaf.bin_cte is not None and leaf.bin_cte.lower() not in _KNOWN_CTES for leaf in leaves):
+        return None  # an unknown encoding anywhere wins over corrupt data (Dovecot: UNKNOWN-CTE)
+    for leaf in leaves:
         c = "7bit" if leaf.bin_cte is None else leaf.bin_cte
         if c in ("7bit", "8bit", "binary"):
             continue
-        dec = _cte_decode(data[leaf.body_start : leaf.body_end], c, strict=True)
+        dec = _binary_decode(data[leaf.body_start : leaf.body_end], c, check)
         if dec is None:
             return None
         block = data[leaf.hdr_start : leaf.hdr_end]
@@ -1873,24 +2090,26 @@ def _binary_message(data: bytes, root: _Part, start: int = 0, end: int | None = 
     return b"".join(out)
 
 
-def fetch_binary(raw: bytes, part: str) -> bytes | None:
+def fetch_binary(raw: bytes, part: str, *, check: bool = False) -> bytes | None:
     """IMAP ``BINARY[part]``: the part body with its Content-Transfer-Encoding removed.
 
     ``""`` is the whole message.  For the whole message and for multipart/message parts every
     base64/QP leaf inside is decoded in place with its header rewritten (Dovecot does the same).
     None for a part that does not exist or has an unknown CTE (the server answers
-    ``NO [UNKNOWN-CTE]``).  Corrupt base64/QP is decoded leniently (Dovecot answers
-    ``NO [PARSE]`` there instead)."""
+    ``NO [UNKNOWN-CTE]``).  Corrupt base64/QP raises UndecodableContent with ``check`` (IMAP
+    BINARY: ``NO [PARSE]``, as Dovecot); without it, it is decoded leniently (downloads)."""
     try:
         data = _normalize(raw)
         root, _b, _bi = _Parser(data).entity(0, [], False, 0)
         if part.strip() == "":
-            return _binary_message(data, root)
+            return _binary_message(data, root, check=check)
         p = _find_part(root, part.strip())
         if p is None:
             return None
         if p.multipart or p.rfc822:
-            return _binary_message(data, p, p.body_start, p.body_end)
-        return _cte_decode(data[p.body_start : p.body_end], p.bin_cte, strict=True)
+            return _binary_message(data, p, p.body_start, p.body_end, check)
+        return _binary_decode(data[p.body_start : p.body_end], p.bin_cte, check)
+    except UndecodableContent:
+        raise
     except Exception:  # noqa: BLE001
         return None
