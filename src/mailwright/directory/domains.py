@@ -12,6 +12,9 @@ again.
 
 Catch-all: a domain may name one principal of its own that receives mail for unknown
 addresses (`directory.routing` consults it last), set with `update_domain(..., catch_all=...)`.
+
+A tenant's `max_domains` (and its reseller's) is checked here, in the inserting transaction
+(`directory.limits`): every dialect and the CLI create domains through `create_domain`.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mailwright.directory import limits
 from mailwright.directory.errors import AlreadyExists, Invalid, NotFound
 from mailwright.directory.names import normalize_domain
 from mailwright.storage.models import ApiKey, Domain, Principal, RetiredDomain
@@ -41,6 +45,7 @@ async def create_domain(
     exists = (await session.execute(select(Domain.id).where(Domain.name == canonical))).first()
     if exists:
         raise AlreadyExists(f"domain {canonical} already exists", field="name", value=canonical)
+    await limits.check_room(session, tenant_id, domains=1)
     row = Domain(tenant_id=tenant_id, name=canonical, description=description, is_system=is_system,
                  verified=is_system)
     await session.execute(delete(RetiredDomain).where(RetiredDomain.name == canonical))

@@ -39,3 +39,11 @@ class LimitReached(DirectoryError):
 
 class QuotaExceeded(DirectoryError):
     code = "quotaExceeded"
+
+
+class DomainLimitReached(LimitReached):
+    """The tenant (or a reseller above it) already has its `max_domains` domains."""
+
+
+class MailboxLimitReached(LimitReached):
+    """The tenant (or a reseller above it) already has its `max_mailboxes` mailboxes."""

@@ -12,7 +12,9 @@ Creation rules (myagentmail dialect, enforced here for any caller):
   workspace key may see counts as taken (a `wk_` key must not learn about other workspaces).
 - a collision with anything else (another tenant's inbox, an alias, a list) falls back to
   username1 … username99; `strict` turns that into `UsernameTaken`.
-- the plan limit is the tenant's `max_mailboxes` (0 = unlimited) -> `LimitReached`.
+- the plan limit is the tenant's `max_mailboxes` (0 = unlimited), and its reseller's, checked by
+  `directory.limits` -> `MailboxLimitReached` (agent dialect: 403 PLAN_LIMIT_REACHED). A call
+  that finds its existing inbox is not a creation and is never refused by the limit.
 
 The IMAP/SMTP password is generated here and stored only as Argon2id: it is returned once, at
 creation (or by `rotate_password`); Mailwright never stores a plaintext mail password.
@@ -23,13 +25,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailwright.directory import apikeys, domains, passwords
+from mailwright.directory import apikeys, domains, limits, passwords
 from mailwright.directory.apikeys import KeyContext
-from mailwright.directory.errors import AlreadyExists, DirectoryError, Invalid, LimitReached, NotFound
+from mailwright.directory.errors import AlreadyExists, DirectoryError, Invalid, NotFound
 from mailwright.directory.names import normalize_domain
 from mailwright.directory.workspaces import ensure_default_workspace, get_workspace
 from mailwright.services import Services
@@ -168,11 +170,7 @@ async def _create_inbox(
                 if strict:
                     raise UsernameTaken(requested, cand, dom.name)
                 continue
-            if tenant.max_mailboxes:
-                count = (await s.execute(select(func.count()).select_from(Principal).where(
-                    Principal.tenant_id == tenant_id, Principal.type == "individual"))).scalar_one()
-                if int(count) >= tenant.max_mailboxes:
-                    raise LimitReached(f"plan limit reached: at most {tenant.max_mailboxes} inboxes")
+            await limits.check_room(s, tenant_id, mailboxes=1)
             p = Principal(tenant_id=tenant_id, workspace_id=ws.id, domain_id=dom.id, type="individual",
                           name=address, display_name=display_name, quota_bytes=svc.settings.default_quota_bytes,
                           extra={"agent": True, "requestedUsername": requested})

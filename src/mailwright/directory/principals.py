@@ -1,7 +1,8 @@
 """Principals: individuals (mailboxes with logins) and lists (aliases and forwarders).
 
 Rules enforced here, once, for every dialect: an address belongs to one principal platform-wide;
-an address must be in a domain of the principal's own tenant; passwords meet the policy and are
+an address must be in a domain of the principal's own tenant; a new individual (mailbox) must fit
+the tenant's `max_mailboxes` (`directory.limits`; lists are not mailboxes); passwords meet the policy and are
 stored only as Argon2id hashes (hashed before the write transaction opens, so the SQLite writer
 lock is never held for a hash). A secret that already is an Argon2id PHC string is stored as
 given, as Stalwart does, so accounts can be migrated without knowing their passwords.
@@ -31,7 +32,7 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailwright.directory import passwords
+from mailwright.directory import limits, passwords
 from mailwright.directory.errors import AlreadyExists, Invalid, MissingField, NotFound
 from mailwright.directory.names import normalize_address, split_address
 from mailwright.storage.db import Database
@@ -194,6 +195,8 @@ async def create_principal(
             if clash is not None:
                 field = "name" if clash == name else "emails"
                 raise AlreadyExists(f"{clash} is already in use", field=field, value=clash)
+            if spec.type == "individual":
+                await limits.check_room(s, tenant_id, mailboxes=1)
             p = Principal(
                 id=new_id(),
                 tenant_id=tenant_id,

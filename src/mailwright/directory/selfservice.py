@@ -32,8 +32,10 @@ Decisions:
   the accounts of management/agent tenants keep their own dialects.
 * **Deleting an account** removes its principal, mail and unreferenced blobs; deleting a Pro
   owner also removes its Pro tenant with every custom domain and mailbox on it.
-* A Pro tenant may cap its mailboxes with `Tenant.max_mailboxes` (0 = unlimited;
-  `account_limit_reached`). The per-IP daily sign-up cap is the API layer's (it knows the IP).
+* A Pro tenant's `Tenant.max_mailboxes` / `max_domains` (0 = unlimited) are the common tenant
+  limits (`directory.limits`, checked where the rows are inserted), answered here with this
+  dialect's codes `account_limit_reached` / `domain_limit_reached`. The per-IP daily sign-up cap
+  is the API layer's (it knows the IP).
 """
 
 from __future__ import annotations
@@ -48,7 +50,14 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailwright.directory import apikeys, domains, logins, passwords
-from mailwright.directory.errors import AlreadyExists, DirectoryError, Invalid, NotFound
+from mailwright.directory.errors import (
+    AlreadyExists,
+    DirectoryError,
+    DomainLimitReached,
+    Invalid,
+    MailboxLimitReached,
+    NotFound,
+)
 from mailwright.directory.jwt_tokens import Claims, still_valid
 from mailwright.directory.names import normalize_address, normalize_domain
 from mailwright.directory.principals import PrincipalSpec, create_principal, delete_principal_rows, set_secrets
@@ -139,12 +148,6 @@ async def sign_up(svc: Services, address: object, password: object, *, pro: ProC
             tenant_id: str | None = None
         elif dom is not None and pro is not None and dom.tenant_id == pro.tenant_id and dom.verified:
             tenant_id = pro.tenant_id
-            tenant = await s.get(Tenant, pro.tenant_id)
-            if tenant is not None and tenant.max_mailboxes:
-                n = (await s.execute(select(func.count()).select_from(Principal).where(
-                    Principal.tenant_id == pro.tenant_id, Principal.type == "individual"))).scalar_one()
-                if n >= tenant.max_mailboxes:
-                    raise SelfServiceError("account_limit_reached", "mailbox limit reached")
         else:
             raise SelfServiceError("invalid_address", f"{domain_name} is not an available domain")
     spec = PrincipalSpec(type="individual", name=addr, secrets=[pw], quota=svc.settings.selfservice_quota_bytes,
@@ -153,6 +156,8 @@ async def sign_up(svc: Services, address: object, password: object, *, pro: ProC
         return await create_principal(svc.db, tenant_id, spec, password_min_length=PASSWORD_MIN)
     except AlreadyExists:
         raise SelfServiceError("address_taken", f"address {addr} is already in use") from None
+    except MailboxLimitReached as exc:
+        raise SelfServiceError("account_limit_reached", exc.message) from None
     except Invalid as exc:
         raise SelfServiceError("invalid_address", exc.message) from None
 
@@ -315,6 +320,8 @@ async def add_custom_domain(svc: Services, pro: ProContext, name: object) -> Dom
             dom = await domains.create_domain(s, pro.tenant_id, canonical)
         except AlreadyExists:
             raise SelfServiceError("domain_already_exists", f"domain {canonical} already exists") from None
+        except DomainLimitReached as exc:
+            raise SelfServiceError("domain_limit_reached", exc.message) from None
         dom.verified = False
         dom.verify_token = secrets.token_hex(16)
         await s.flush()

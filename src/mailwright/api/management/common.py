@@ -19,7 +19,12 @@ Decisions (where the Mailbux guide is silent, following Stalwart):
 * **Errors** are `{"error": code, "details": text, "field"?: name, "value"?: value}` with codes
   `fieldAlreadyExists` 409, `fieldMissing` 400, `notFound` 404, `forbidden` 403, `unsupported`
   400 (unknown field or type), `invalid` 400 (a value of the wrong type or form: bad domain name,
-  bad address, short password), `other` 400 (malformed JSON) and `unauthorized` 401.
+  bad address, short password), `limitReached` 403 (creating a domain or an individual past the
+  tenant's or its reseller's `max_domains`/`max_mailboxes`, `directory.limits`; `field` is
+  "domains" or "mailboxes", `value` the limit; 403 as the guide's "permission denied" class,
+  since Stalwart's API has no code for it; lists are never counted), `other` 400 (malformed
+  JSON) and `unauthorized` 401. The limits themselves are not settable here (a tenant key must
+  not raise its own plan): `mailwright tenant limits` or `/api/admin/tenants` (platform key).
 * **Unknown fields are rejected** (400 `unsupported`, naming the field), as Stalwart does: a typo
   such as `"secret"` must not silently create an account without a password. Stalwart's own
   principal fields that Mailwright does not implement (`memberOf`, `lists`, `urls`, permission
