@@ -417,3 +417,157 @@ def test_a_slow_destination_does_not_hold_back_the_others(mw: InProcessServer, p
         slow.wait_for(lambda r: len(r) == 1, timeout=20)
     finally:
         slow.stop()
+
+
+# -- delay notices (RFC 3464 Action: delayed) -------------------------------------------------
+
+
+def _report_parts(msg: email.message.Message) -> list[str]:
+    assert msg.get_content_type() == "multipart/report" and msg.get_param("report-type") == "delivery-status"
+    payload = msg.get_payload()
+    assert isinstance(payload, list)
+    return [p.get_content_type() if not isinstance(p, str) else "text" for p in payload]
+
+
+def _per_message(msg: email.message.Message) -> dict[str, str]:
+    for part in msg.walk():
+        if part.get_content_type() == "message/delivery-status":
+            blocks = part.get_payload()
+            assert isinstance(blocks, list) and not isinstance(blocks[0], str)
+            return {k.lower(): str(v) for k, v in blocks[0].items()}
+    raise AssertionError("no message/delivery-status part")
+
+
+def _actions(msgs: list[email.message.Message]) -> list[str]:
+    return [b["action"] for m in msgs for b in dsn_fields(m)]
+
+
+def test_delay_notice_once_then_delivered(tmp_path: Path, database_url: str, peer: SmtpPeer) -> None:
+    """4xx past the notice time: the sender gets exactly one delay DSN, the message stays queued
+    and is retried, and once the destination recovers it is delivered (no bounce)."""
+    from email.utils import parsedate_to_datetime
+
+    srv = InProcessServer(tmp_path / "data", database_url, queue_delay_notice_after=1.0, **FAST).start()
+    try:
+        add_domain(srv, "a.test")
+        add_mailbox(srv, "alice@a.test")
+        route_to(srv, "remote.test", peer.port)
+        peer.script.mail_reply = "451 4.3.0 greylisted, come back later"
+        res = send(srv, ["late@remote.test"], subject="patience")
+        notice = wait(lambda: dsns(srv), timeout=30, what="a delay notice")[0]
+        # RFC 3464 structure: human part, delivery-status, the original's headers.
+        assert _report_parts(notice) == ["text/plain", "message/delivery-status", "text/rfc822-headers"]
+        assert notice["Subject"] == "Delayed Mail (still being retried)"
+        assert notice["From"].startswith("Mail Delivery System <MAILER-DAEMON@")
+        assert notice["To"] == "<alice@a.test>" and notice["Auto-Submitted"] == "auto-replied"
+        head = _per_message(notice)
+        assert head["reporting-mta"].startswith("dns; ") and head["arrival-date"]
+        [block] = dsn_fields(notice)
+        assert block["final-recipient"] == "rfc822; late@remote.test"
+        assert block["action"] == "delayed" and block["status"] == "4.3.0"
+        assert "451 4.3.0 greylisted" in block["diagnostic-code"]
+        entry = wait(lambda: [e for e in entries(srv) if e.id == res.queue_id], what="the queue entry")[0]
+        assert entry.delay_notice_at is not None and entry.recipients[0].status == "pending"
+        until = parsedate_to_datetime(block["will-retry-until"])
+        assert abs((until - entry.expires_at).total_seconds()) < 1  # the message's own expiry
+        assert "Subject: patience" in notice.as_string()  # the original headers
+        assert "WARNING ONLY" in notice.get_payload()[0].get_payload()
+        # Retried several more times: still one notice.
+        wait(lambda: entries(srv)[0].recipients[0].attempts >= 4, timeout=30, what="more retries")
+        assert len(dsns(srv)) == 1
+        peer.script.mail_reply = None
+        got = peer.wait_for(lambda r: len(r) == 1, timeout=30)
+        assert got[0].rcpts == ["late@remote.test"]
+        wait(lambda: not entries(srv), what="the queue to empty")
+        time.sleep(0.5)
+        assert _actions(dsns(srv)) == ["delayed"]  # delivered: no bounce, no second notice
+    finally:
+        srv.stop()
+
+
+def test_delay_notice_then_bounce_at_expiry(tmp_path: Path, database_url: str, peer: SmtpPeer) -> None:
+    srv = InProcessServer(tmp_path / "data", database_url, queue_delay_notice_after=0.5,
+                          queue_lifetime_seconds=4, **FAST).start()
+    try:
+        add_domain(srv, "a.test")
+        add_mailbox(srv, "alice@a.test")
+        route_to(srv, "remote.test", peer.port)
+        peer.script.rcpt_replies = {"never@remote.test": "452 4.2.2 mailbox full"}
+        send(srv, ["never@remote.test"])
+        got = wait(lambda: (lambda d: d if len(d) >= 2 else None)(dsns(srv)), timeout=40,
+                   what="a delay notice, then the bounce")
+        wait(lambda: not entries(srv), what="the queue to empty")
+        time.sleep(0.5)
+        got = dsns(srv)
+        assert sorted(_actions(got)) == ["delayed", "failed"], _actions(got)
+        by_action = {dsn_fields(m)[0]["action"]: dsn_fields(m)[0] for m in got}
+        assert by_action["delayed"]["status"] == "4.2.2" and "will-retry-until" in by_action["delayed"]
+        assert by_action["failed"]["status"] == "4.4.7" and "will-retry-until" not in by_action["failed"]
+        assert peer.received == []
+    finally:
+        srv.stop()
+
+
+def test_no_delay_notice_for_null_sender_nor_when_off(tmp_path: Path, database_url: str, peer: SmtpPeer) -> None:
+    srv = InProcessServer(tmp_path / "data", database_url, queue_delay_notice_after=0.3, **FAST).start()
+    try:
+        add_domain(srv, "a.test")
+        add_mailbox(srv, "alice@a.test")
+        route_to(srv, "remote.test", peer.port)
+        peer.script.mail_reply = "451 4.3.0 not now"
+
+        async def go(svc: Services) -> int:
+            return await queue.enqueue(svc, b"From: MAILER-DAEMON@a.test\r\nSubject: bounce\r\n\r\nx\r\n", "",
+                                       ["x@remote.test"], tenant_id=None, principal_id=None, kind="dsn")
+
+        null_id = srv.run(go)
+        assert srv.svc is not None
+        srv.svc.settings.queue_delay_notice_after = 0  # off: the submission below gets none either
+        send(srv, ["y@remote.test"])
+        wait(lambda: len(entries(srv)) == 2 and all(e.recipients[0].attempts >= 3 for e in entries(srv)),
+             timeout=30, what="several deferrals of both")
+        assert dsns(srv) == []
+        assert all(e.delay_notice_at is None for e in entries(srv)) and null_id in [e.id for e in entries(srv)]
+    finally:
+        srv.stop()
+
+
+def test_delay_notice_once_across_two_runners_with_null_envelope(tmp_path: Path, database_url: str,
+                                                                 peer: SmtpPeer) -> None:
+    """Two runners on one database defer the same messages over and over: each sender still gets
+    exactly one notice per message, sent with the null envelope sender to the sender's own MX."""
+    sender_mx = SmtpPeer(tmp_path / "sender-mx").start()
+    nodes = [InProcessServer(tmp_path / "data", database_url, queue_delay_notice_after=0.5, **FAST)]
+    try:
+        nodes[0].start()
+        second = InProcessServer(tmp_path / "data", database_url, queue_delay_notice_after=0.5, **FAST)
+        second.settings.hostname = "node2.test"
+        nodes.append(second.start())
+        for node in nodes:
+            route_to(node, "remote.test", peer.port)
+            route_to(node, "sender.test", sender_mx.port)
+        peer.script.mail_reply = "450 4.7.0 try again later"
+        n = 8
+
+        async def load(svc: Services) -> None:
+            for i in range(n):
+                await queue.enqueue(svc, f"From: s{i}@sender.test\r\nSubject: m{i}\r\n\r\nx\r\n".encode(),
+                                    f"s{i}@sender.test", [f"r{i}@remote.test"], tenant_id=None, principal_id=None)
+
+        nodes[0].run(load)
+        got = sender_mx.wait_for(lambda r: len(r) >= n, timeout=40)
+        wait(lambda: all(e.recipients[0].attempts >= 4 for e in entries(nodes[0]) if e.kind != "dsn"),
+             timeout=40, what="several more deferrals of every message")
+        time.sleep(0.5)
+        got = list(sender_mx.received)
+        assert sorted(g.rcpts[0] for g in got) == sorted(f"s{i}@sender.test" for i in range(n)), "twice or lost"
+        assert {g.mail_from for g in got} == {"<>"}, {g.mail_from for g in got}  # the null sender
+        for g in got:
+            msg = email.message_from_bytes(g.data, policy=policy.compat32)
+            [block] = dsn_fields(msg)
+            assert block["action"] == "delayed" and block["status"] == "4.7.0"
+        assert peer.received == []
+    finally:
+        for node in reversed(nodes):
+            node.stop()
+        sender_mx.stop()

@@ -1,7 +1,9 @@
 """`mailwright queue list | show ID | retry ID | delete ID`: the outbound queue, offline or live.
 
 Works on the same --data-dir/--database-url as `serve`, while it runs or not: `retry` makes
-the recipients due now and a running server's runner picks them up on its next poll.
+the recipients due now and a running server's runner picks them up on its next poll. `show`
+prints when the sender was sent the message's one delay notice ("delay notice: -" = not yet;
+see `delivery.outbound`), as the queue API's `delayNotice` does.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ def _line(e: QueueEntry) -> str:
 def _show(e: QueueEntry) -> str:
     out = [f"id: {e.id}", f"from: <{e.mail_from}>", f"kind: {e.kind}", f"size: {e.size}",
            f"tenant: {e.tenant_id or '-'}", f"created: {e.created_at.isoformat()}",
-           f"expires: {e.expires_at.isoformat()}", "recipients:"]
+           f"expires: {e.expires_at.isoformat()}",
+           f"delay notice: {e.delay_notice_at.isoformat() if e.delay_notice_at else '-'}", "recipients:"]
     for r in e.recipients:
         nxt = r.next_attempt_at.isoformat() if r.next_attempt_at else "-"
         out.append(f"  {r.rcpt}: {r.status}, attempts {r.attempts}, next {nxt}")

@@ -22,6 +22,15 @@ Cycle: claim due recipients -> group them by destination domain -> deliver -> re
   exponential backoff (``queue_retry_base_seconds`` doubling up to
   ``queue_retry_max_seconds``) until ``queue_lifetime_seconds`` after queueing, then failed
   with 4.4.7 + DSN. A message whose recipients are all done is deleted with its blob.
+* **Delay notice.** When a retry is scheduled for a message queued at least
+  ``queue_delay_notice_after`` ago (default 4 h, 0 = off; why 4 h: `config.Settings`), its
+  sender gets one RFC 3464 ``Action: delayed`` DSN naming the recipients that attempt deferred
+  (``Will-Retry-Until`` = the message's expiry). "One" is a database fact, not a per-process
+  memory: the DSN is queued in the same transaction that sets ``queue_messages.delay_notice_at``
+  with ``... WHERE delay_notice_at IS NULL``, so two runners (or a restart) never send a second
+  one. The message itself stays queued and is retried, delivered or bounced as before. No
+  notice for a null sender, a DSN, a held (suspended) tenant's mail, nor at expiry (that one
+  bounces instead).
 * **Suspended tenants.** Their queued mail is held, not sent and not expired: each claim
   pushes it back by one retry base without counting an attempt. Once the tenant is active
   again, mail older than its lifetime gets one last attempt before it bounces (Postfix's hold
@@ -43,6 +52,7 @@ from datetime import datetime, timedelta
 
 import aiosmtplib
 from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailwright.directory import routing
 from mailwright.directory.errors import Invalid
@@ -88,6 +98,7 @@ class Job:
     kind: str
     created_at: datetime
     expires_at: datetime
+    delay_notice_at: datetime | None = None
     rcpts: list[Rcpt] = field(default_factory=list)
     orphan: bool = False  # its tenant was terminated: dropped, never bounced
 
@@ -295,7 +306,7 @@ class QueueRunner:
             job = jobs.get(m.id)
             if job is None:
                 job = jobs[m.id] = Job(m.id, m.mail_from, m.blob_hash, m.tenant_id, m.kind, m.created_at,
-                                       m.expires_at)
+                                       m.expires_at, m.delay_notice_at)
             job.rcpts.append(Rcpt(r.id, r.rcpt, r.domain, r.attempts))
         return list(jobs.values())
 
@@ -578,6 +589,7 @@ class QueueRunner:
                                     arrival=job.created_at, queue_id=job.id)
             raw = await self._sign_dsn(raw)
             dsns[job.id] = (to, await self.svc.blobs.put(raw), len(raw))
+        notices = await self._build_delay_notices(jobs, final, blobs, now)
         # Recipients sharing an outcome are updated together: a batch of 500 is a handful of
         # statements, not thousands (each one is a round trip to the database).
         groups: dict[tuple[str, str, str | None, int], list[int]] = {}
@@ -587,6 +599,7 @@ class QueueRunner:
                 groups.setdefault((o.kind, o.text, o.remote_mta, r.attempts), []).append(r.id)
         all_ids = [r.id for job in jobs for r in job.rcpts]
         freed: list[str] = []
+        unused: list[str] = []
         new_dsn = False
         async with self.svc.db.write() as s:
             owned: set[int] = set()
@@ -615,19 +628,18 @@ class QueueRunner:
                 if not (failed_here and job.id in dsns):
                     continue
                 to, digest, size = dsns[job.id]
-                if await s.get(Blob, digest) is None:
-                    s.add(Blob(hash=digest, size=size))
-                bounce = QueuedMessage(tenant_id=job.tenant_id, principal_id=None, blob_hash=digest, size=size,
-                                       mail_from="", kind="dsn", created_at=now,
-                                       expires_at=now + timedelta(seconds=self.svc.settings.queue_lifetime_seconds))
-                s.add(bounce)
-                await s.flush()
-                s.add(QueuedRecipient(queue_id=bounce.id, rcpt=to, domain=to.rpartition("@")[2].lower(),
-                                      status="pending", attempts=0, next_attempt_at=now, updated_at=now))
+                await self._queue_dsn(s, job, to, digest, size, now)
                 await s.execute(update(QueuedRecipient).where(
                     QueuedRecipient.queue_id == job.id, QueuedRecipient.status == "failed"
                 ).values(dsn_sent=True))
                 new_dsn = True
+            for job in jobs:
+                if job.id not in notices:
+                    continue
+                if await self._claim_delay_notice(s, job, notices[job.id], final, owned, now):
+                    new_dsn = True
+                else:
+                    unused.append(notices[job.id][1])  # unique content (Message-ID): nobody else uses it
             job_ids = [j.id for j in jobs]
             busy: set[int] = set()
             for chunk in _chunks(job_ids):
@@ -637,9 +649,65 @@ class QueueRunner:
             done = [j for j in jobs if j.id not in busy]
             if done:
                 freed = await drop_many(s, [(j.id, j.blob_hash) for j in done])
-        remove_blob_files(self.svc, freed)
+        remove_blob_files(self.svc, freed + unused)
         if new_dsn:
             wakeup_event(self.svc).set()
+
+
+    async def _queue_dsn(self, s: AsyncSession, job: Job, to: str, digest: str, size: int, now: datetime) -> None:
+        """Queue a DSN blob (already durable) to `to` in the caller's transaction."""
+        if await s.get(Blob, digest) is None:
+            s.add(Blob(hash=digest, size=size))
+        dsn = QueuedMessage(tenant_id=job.tenant_id, principal_id=None, blob_hash=digest, size=size,
+                            mail_from="", kind="dsn", created_at=now,
+                            expires_at=now + timedelta(seconds=self.svc.settings.queue_lifetime_seconds))
+        s.add(dsn)
+        await s.flush()
+        s.add(QueuedRecipient(queue_id=dsn.id, rcpt=to, domain=to.rpartition("@")[2].lower(),
+                              status="pending", attempts=0, next_attempt_at=now, updated_at=now))
+
+    def _delay_notice_due(self, job: Job, now: datetime) -> bool:
+        after = self.svc.settings.queue_delay_notice_after
+        return (after > 0 and job.delay_notice_at is None and not job.orphan
+                and now - job.created_at >= timedelta(seconds=after))
+
+    async def _build_delay_notices(self, jobs: list[Job], final: dict[int, Outcome],
+                                   blobs: dict[str, bytes | None], now: datetime
+                                   ) -> dict[int, tuple[str, str, int, list[int]]]:
+        """Delay DSNs for messages this cycle deferred past the notice time, written (durable)
+        before the transaction that queues them: {job id: (recipient, blob, size, rcpt ids)}."""
+        out: dict[int, tuple[str, str, int, list[int]]] = {}
+        for job in jobs:
+            if not self._delay_notice_due(job, now):
+                continue
+            late = [r for r in job.rcpts if final[r.id].kind == "temp"]
+            to = self._dsn_recipient(job) if late else None
+            if to is None:
+                continue
+            delayed = [dsn_mod.Failure(r.rcpt, final[r.id].status, final[r.id].text, final[r.id].remote_mta)
+                       for r in late]
+            raw = dsn_mod.build_dsn(reporting_mta=self.svc.settings.hostname, sender=to,
+                                    original=blobs.get(job.blob_hash) or b"", failures=delayed,
+                                    arrival=job.created_at, queue_id=job.id, action=dsn_mod.DELAYED,
+                                    will_retry_until=job.expires_at)
+            raw = await self._sign_dsn(raw)
+            out[job.id] = (to, await self.svc.blobs.put(raw), len(raw), [r.id for r in late])
+        return out
+
+    async def _claim_delay_notice(self, s: AsyncSession, job: Job, notice: tuple[str, str, int, list[int]],
+                                  final: dict[int, Outcome], owned: set[int], now: datetime) -> bool:
+        """Queue the delay DSN unless this message already has one (another runner, an earlier
+        cycle): the conditional update is the once-only guard, in the transaction that queues it."""
+        to, digest, size, rcpt_ids = notice
+        if not any(i in owned and final[i].kind == "temp" for i in rcpt_ids):
+            return False  # we lost the lease: the new owner decides
+        res = await s.execute(update(QueuedMessage).where(
+            QueuedMessage.id == job.id, QueuedMessage.delay_notice_at.is_(None)).values(delay_notice_at=now))
+        if getattr(res, "rowcount", 0) != 1:
+            return False
+        await self._queue_dsn(s, job, to, digest, size, now)
+        log.info("queued message %s: delay notice to %s", job.id, to)
+        return True
 
 
 def _chunks(ids: list[int], size: int = 500) -> list[list[int]]:

@@ -115,6 +115,7 @@ class QueueEntry:
     created_at: datetime
     expires_at: datetime
     recipients: list[RecipientState] = field(default_factory=list)
+    delay_notice_at: datetime | None = None  # when the sender was told it is delayed (once)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -125,6 +126,7 @@ class QueueEntry:
             "tenantId": self.tenant_id,
             "created": self.created_at.isoformat(),
             "expires": self.expires_at.isoformat(),
+            "delayNotice": self.delay_notice_at.isoformat() if self.delay_notice_at else None,
             "recipients": [r.as_dict() for r in self.recipients],
         }
 
@@ -136,6 +138,7 @@ def _entry(m: QueuedMessage, rows: list[QueuedRecipient]) -> QueueEntry:
         recipients=[RecipientState(r.rcpt, r.status, r.attempts,
                                    r.next_attempt_at if r.status == "pending" else None,
                                    r.last_error, r.remote_mta) for r in rows],
+        delay_notice_at=m.delay_notice_at,
     )
 
 

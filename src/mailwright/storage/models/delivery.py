@@ -4,6 +4,7 @@ A queued message is its blob (content-addressed, fsynced) plus one row here; eac
 recipient has its own row with its own status, attempt count, next attempt time and lease, so
 one slow or failing destination never holds the others back. A message row is deleted when no
 recipient is pending any more (as Postfix removes a queue file once every recipient is done).
+`delay_notice_at` records that the one delay DSN of a message was queued (never a second one).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ class QueuedMessage(Base):
     kind: Mapped[str] = mapped_column(String(16), default="submission")  # submission | forward | dsn
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # When its delay notice (RFC 3464 Action: delayed) was queued; None = not (yet) sent.
+    delay_notice_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class QueuedRecipient(Base):
