@@ -220,3 +220,58 @@ def test_catch_all(server: InProcessServer) -> None:
     assert len(stored_messages(server, "postmaster@mx.test")) == 1
     assert queued(server) == []
 
+
+
+def test_postmaster_is_accepted_for_every_hosted_domain(tmp_path: Path, database_url: str) -> None:
+    """RFC 5321 4.5.1: postmaster@ each domain, and a bare <Postmaster>, reach a person."""
+    srv = start_server(tmp_path / "pm", database_url, hostname="pm.test")
+    try:
+        add_domain(srv, "pm.test")
+        add_mailbox(srv, "owner@pm.test")  # the domain's first account
+        add_mailbox(srv, "second@pm.test")
+        add_domain(srv, "empty.test")  # no account: nobody to give it to
+        c = RawSMTP(srv.ports["smtp"])
+        c.cmd("EHLO client.test")
+        assert c.cmd("MAIL FROM:<reporter@remote.test>")[0] == 250
+        assert c.cmd("RCPT TO:<PostMaster@pm.test>")[0] == 250
+        assert c.cmd("RCPT TO:<Postmaster>")[0] == 250  # bare form: postmaster@<our hostname>
+        code, text = c.cmd("RCPT TO:<postmaster@empty.test>")
+        assert code == 550 and text.startswith("5.1.1")
+        assert c.cmd("RCPT TO:<postmaster@elsewhere.test>")[0] == 554  # still no relay
+        assert c.cmd("DATA")[0] == 354
+        c.send(b"From: r@remote.test\r\nSubject: dmarc report\r\n\r\nreport\r\n.\r\n")
+        assert c.reply()[0] == 250
+        c.cmd("QUIT")
+        c.close()
+        got = imap_messages(srv, "owner@pm.test")
+        assert len(got) == 1 and b"dmarc report" in got[0]  # one copy for both RCPTs
+        assert imap_messages(srv, "second@pm.test") == []
+    finally:
+        srv.stop()
+
+
+def test_huge_message_ids_are_stored_and_still_thread(server: InProcessServer) -> None:
+    """A 3,000-character Message-ID used to exceed PostgreSQL's index entry limit (451 forever)."""
+    from sqlalchemy import select
+
+    from mailwright.storage.models import Message
+
+    add_domain(server, "mx.test")
+    add_mailbox(server, "alice@mx.test")
+    long_id = "<" + "".join(f"{i:x}" for i in range(900))[:3000] + "@remote.test>"
+    parent = (f"From: bob@remote.test\r\nSubject: root\r\nMessage-ID: {long_id}\r\n\r\nfirst\r\n").encode()
+    reply = (f"From: bob@remote.test\r\nSubject: Re: root\r\nMessage-ID: <r1@remote.test>\r\n"
+             f"In-Reply-To: {long_id}\r\nReferences: {long_id}\r\n\r\nsecond\r\n").encode()
+    unrelated = b"From: bob@remote.test\r\nSubject: other\r\nMessage-ID: <u1@remote.test>\r\n\r\nthird\r\n"
+    with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=30) as c:
+        for raw in (parent, reply, unrelated):
+            c.sendmail("bob@remote.test", ["alice@mx.test"], raw)
+    got = stored_messages(server, "alice@mx.test")
+    assert [g.count(long_id.encode()) for g in got] == [1, 2, 0]  # the bytes themselves are intact
+
+    async def threads(svc: Services) -> list[str]:
+        async with svc.db.read() as s:
+            return list((await s.execute(select(Message.thread_id).order_by(Message.id))).scalars())
+
+    t = server.run(threads)
+    assert t[0] == t[1] != t[2]

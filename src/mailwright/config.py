@@ -93,6 +93,14 @@ class Settings(BaseSettings):
     dns_port: int = 53
 
     queue_lifetime_seconds: int = 5 * 24 * 3600
+    # Delay notice (Postfix's delay_warning_time): a message still undeliverable (4xx, network or
+    # DNS trouble) this long after it was queued gets ONE RFC 3464 "Action: delayed" DSN to its
+    # sender; 0 = never. Default 4 h, as Sendmail (Timeout.queuewarn) and Exchange: with a 5-day
+    # lifetime, a sender otherwise learns of a dead destination only days later, when it may be
+    # too late to use another channel. (Postfix ships it off, Exim at 24 h; both date from when
+    # delay warnings to forged senders were a backscatter source. Our queue holds authenticated
+    # submissions and SPF/DMARC-checked forwards, and never notifies a null sender.)
+    queue_delay_notice_after: float = 4 * 3600
     # Agent inboxes (myagentmail dialect): domain of inboxes created without one ("" = hostname);
     # created as a system domain on first use. Webhook retries back off from this base (seconds).
     agent_default_domain: str = ""

@@ -36,6 +36,8 @@ class Services:
         if not self.db.is_sqlite:
             dsn = self.settings.effective_database_url.replace("postgresql+asyncpg://", "postgresql://")
             await self.events.connect_postgres(dsn)
+        else:  # several worker processes on one SQLite file exchange events too: see events.bus
+            self.events.connect_sqlite(self.db.url)
 
     async def close(self) -> None:
         await self.events.close()

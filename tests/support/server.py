@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -31,7 +32,35 @@ T = TypeVar("T")
 LISTENERS = ("http", "smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+_rng = random.Random()
+
+
 def free_port() -> int:
+    """A free 127.0.0.1 port for a child process to listen on.
+
+    It is drawn from below the kernel's ephemeral range: a port the kernel hands out to
+    outgoing connections (every test client makes hundreds) could be taken between the moment
+    it is chosen here and the moment the child binds it, or when a killed server restarts on it.
+    """
+    low, _high = _ephemeral_range()
+    floor = 10000 if low > 12000 else 1024
+    for _ in range(200):
+        port = _rng.randrange(floor, low)
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -46,9 +75,8 @@ class InProcessServer:
         self.settings = Settings(
             data_dir=data_dir,
             database_url=database_url,
-            hostname="mx.test.local",
             **{f"{n}_port": p for n, p in self.ports.items()},
-            **overrides,
+            **{"hostname": "mx.test.local", **overrides},
         )
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -140,6 +168,18 @@ class ServeProcess:
         return cmd + self.args
 
     def start(self, timeout: float = 90) -> ServeProcess:
+        """Start serve; a port still held by a dying process (a restart) is waited for, briefly."""
+        for attempt in range(20):
+            try:
+                return self._start_once(timeout)
+            except RuntimeError as exc:
+                if "already in use" not in str(exc) or attempt == 19:
+                    raise
+                self.output = ""
+                time.sleep(0.5)
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float) -> ServeProcess:
         env = {**os.environ, **self.extra_env}
         self.proc = subprocess.Popen(
             self.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env

@@ -11,6 +11,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mailwright import __version__
@@ -34,10 +35,11 @@ def create_app(svc: Services) -> FastAPI:
     from mailwright.api import wellknown
 
     app.include_router(wellknown.router)
-    from mailwright.api import reseller, reseller_admin, tenant_login
+    from mailwright.api import reseller, reseller_admin, tenant_admin, tenant_login
 
     app.include_router(reseller.router)
     app.include_router(reseller_admin.router)
+    app.include_router(tenant_admin.router)
     app.include_router(tenant_login.router)
     from mailwright.api import queue as queue_api
 
@@ -62,6 +64,11 @@ def create_app(svc: Services) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            # The database restarted or dropped us: the pool is renewed, a retry will work.
+            log.warning("database connection lost on %s %s", request.method, request.url.path)
+            return JSONResponse({"error": "unavailable", "details": "database connection lost, retry"},
+                                status_code=503, headers={"Retry-After": "1"})
         log.exception("unhandled API error on %s %s", request.method, request.url.path)
         return JSONResponse({"error": "other", "details": "internal error"}, status_code=500)
 

@@ -1,9 +1,34 @@
-"""Event bus: in-process fan-out, plus PostgreSQL LISTEN/NOTIFY across processes and nodes.
+"""Event bus: in-process fan-out, plus a channel between processes that share the database.
 
-Publishers call `publish` after their transaction commits. Subscribers (IMAP IDLE, JMAP push,
-SSE, webhooks) get an asyncio.Queue per subscription, filtered by account. With PostgreSQL,
-every event is also NOTIFYed on one channel; each process LISTENs and re-publishes events that
-came from other processes (its own are recognised by the origin id and not delivered twice).
+Publishers call `publish` after their transaction commits. Subscribers get either an
+asyncio.Queue (`subscribe`: webhooks, SSE - consumers that run their own task) or a plain
+callback run synchronously inside `publish` (`listen`: the IMAP IDLE hub, which must not wake
+10,000 tasks to find the few that care), filtered by account or for every account (None).
+
+Across processes every event is forwarded, with its origin id, to every other process using
+the same database, which re-publishes it locally (its own come back never):
+
+* PostgreSQL: NOTIFY on one channel; each process LISTENs on its own connection. If that
+  connection drops (PostgreSQL restart), the bus reconnects with backoff, and then publishes a
+  local `bus.resync` event: whatever was NOTIFYed meanwhile was lost, so IDLE sessions re-read
+  their mailbox.
+* SQLite (one host; `serve --workers N` forks N processes on one database file): an
+  unconnected AF_UNIX datagram socket per process in the Linux abstract namespace (no socket
+  file, so no path-length limit and nothing stale after a crash), and a marker file per process
+  in `<database>.events/` (mode 0700, next to the database like SQLite's own -wal and -shm
+  files) to find the peers. The events published in one loop iteration leave together, one
+  datagram per peer (a group commit publishes dozens at once). Datagrams carry the sender's
+  credentials (SO_PASSCRED) and only those from our own uid are accepted, as the abstract
+  namespace has no file permissions. A peer whose queue is full gets its datagrams retried
+  every 10 ms, in order (up to a bounded backlog, beyond which they are dropped with a
+  warning); a marker whose socket is gone (ECONNREFUSED: the process died) is removed.
+
+Why not poll instead (Dovecot checks a mailbox during IDLE every `mailbox_idle_check_interval`
+= 30 s besides inotify): to stay within 1 s a per-connection poll would cost 10,000 queries a
+second at 10,000 idlers; a datagram per event per peer costs microseconds and makes JMAP/SSE
+and webhooks see other workers' events too, exactly as with LISTEN/NOTIFY. A process that
+misses an event anyway (backlog overflow) only delays IDLE until the mailbox's next event or
+the client's next command, which re-sync from the modseq.
 """
 
 from __future__ import annotations
@@ -12,18 +37,31 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import socket
+import struct
 import uuid
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 CHANNEL = "mailwright_events"
+PG_PAYLOAD_MAX = 7900  # NOTIFY payload limit is 8000 bytes
+LOCAL_PAYLOAD_MAX = 60 * 1024  # well under the default datagram limit (net.core.wmem_default)
+LOCAL_BACKLOG_MAX = 1000  # datagrams (of up to LOCAL_PAYLOAD_MAX) kept per slow peer before dropping
+LOCAL_RETRY_S = 0.01
+PG_RECONNECT_MAX_S = 10.0
+RESYNC = "bus.resync"  # local only: events from other processes may have been lost
+
+Listener = Callable[["Event"], None]
 
 
 @dataclass(frozen=True)
 class Event:
-    type: str  # message.added | flags.changed | message.expunged | mailbox.changed | account.changed
+    type: str  # message.added | flags.changed | message.expunged | mailbox.changed | account.changed | bus.resync
     principal_id: str
     mailbox_id: int | None = None
     modseq: int | None = None
@@ -31,12 +69,31 @@ class Event:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+def _encode(origin: str, ev: Event, limit: int) -> str:
+    payload = json.dumps({"o": origin, "e": {**asdict(ev), "uids": list(ev.uids)}})
+    if len(payload) > limit:  # the UIDs are a hint; receivers re-read from the modseq anyway
+        payload = json.dumps({"o": origin, "e": {**asdict(ev), "uids": [], "data": {}}})
+    return payload
+
+
+def _decode(payload: str | bytes) -> tuple[str, Event]:
+    msg = json.loads(payload)
+    e = msg["e"]
+    return msg.get("o", ""), Event(type=e["type"], principal_id=e["principal_id"], mailbox_id=e.get("mailbox_id"),
+                                   modseq=e.get("modseq"), uids=tuple(e.get("uids") or ()), data=e.get("data") or {})
+
+
 class EventBus:
     def __init__(self) -> None:
         self._subs: dict[str | None, set[asyncio.Queue[Event]]] = {}
+        self._listeners: dict[str | None, set[Listener]] = {}
         self._origin = uuid.uuid4().hex
+        self._pg_dsn: str | None = None
         self._pg_conn: Any = None
         self._pg_lock = asyncio.Lock()
+        self._pg_task: asyncio.Task[None] | None = None
+        self._local: _LocalPeers | None = None
+        self._closed = False
 
     @contextlib.contextmanager
     def subscribe(self, principal_id: str | None = None, maxsize: int = 1000) -> Iterator[asyncio.Queue[Event]]:
@@ -52,6 +109,29 @@ class EventBus:
                 if not subs:
                     del self._subs[principal_id]
 
+    def add_listener(self, principal_id: str | None, fn: Listener) -> None:
+        """Call fn(event) synchronously for each event of one account (None = every account).
+
+        fn runs inside `publish` (or the NOTIFY/datagram callback): it must be quick and must
+        not await; an exception is logged and never reaches the publisher."""
+        self._listeners.setdefault(principal_id, set()).add(fn)
+
+    def remove_listener(self, principal_id: str | None, fn: Listener) -> None:
+        fns = self._listeners.get(principal_id)
+        if fns is not None:
+            fns.discard(fn)
+            if not fns:
+                del self._listeners[principal_id]
+
+    @contextlib.contextmanager
+    def listen(self, principal_id: str | None, fn: Listener) -> Iterator[None]:
+        """`add_listener` for the duration of a with block."""
+        self.add_listener(principal_id, fn)
+        try:
+            yield
+        finally:
+            self.remove_listener(principal_id, fn)
+
     def _deliver_local(self, ev: Event) -> None:
         for key in (ev.principal_id, None):
             for q in list(self._subs.get(key, ())):
@@ -61,39 +141,259 @@ class EventBus:
                     # A stalled subscriber loses events, never blocks publishers; it re-syncs
                     # from modseq when it wakes (IMAP, JMAP and SSE all can).
                     pass
+            for fn in list(self._listeners.get(key, ())):
+                try:
+                    fn(ev)
+                except Exception:  # noqa: BLE001 - one listener's bug must not fail the publisher
+                    log.exception("event listener failed on %s", ev.type)
 
     async def publish(self, ev: Event) -> None:
         self._deliver_local(ev)
+        if self._local is not None:
+            self._local.send(_encode(self._origin, ev, LOCAL_PAYLOAD_MAX).encode())
         if self._pg_conn is not None:
-            payload = json.dumps({"o": self._origin, "e": {**asdict(ev), "uids": list(ev.uids)}})
-            if len(payload) > 7900:  # NOTIFY payload limit is 8000 bytes
-                payload = json.dumps({"o": self._origin, "e": {**asdict(ev), "uids": [], "data": {}}})
+            payload = _encode(self._origin, ev, PG_PAYLOAD_MAX)
             try:
                 async with self._pg_lock:
                     await self._pg_conn.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
             except Exception:  # noqa: BLE001 - a lost notification only delays other nodes' IDLE
                 log.warning("pg_notify failed", exc_info=True)
 
-    async def connect_postgres(self, dsn: str) -> None:
-        import asyncpg
-
-        self._pg_conn = await asyncpg.connect(dsn)
-        await self._pg_conn.add_listener(CHANNEL, self._on_notify)
-
-    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        try:
-            msg = json.loads(payload)
-            if msg.get("o") == self._origin:
-                return
-            e = msg["e"]
-            ev = Event(type=e["type"], principal_id=e["principal_id"], mailbox_id=e.get("mailbox_id"),
-                       modseq=e.get("modseq"), uids=tuple(e.get("uids") or ()), data=e.get("data") or {})
+    async def publish_many(self, events: list[Event]) -> None:
+        """`publish` for a batch (a group commit's): on PostgreSQL one round trip for all of
+        the batch's NOTIFYs instead of one each."""
+        if self._pg_conn is None or len(events) < 2:
+            for ev in events:
+                await self.publish(ev)
+            return
+        for ev in events:
             self._deliver_local(ev)
+            if self._local is not None:
+                self._local.send(_encode(self._origin, ev, LOCAL_PAYLOAD_MAX).encode())
+        payloads = [_encode(self._origin, ev, PG_PAYLOAD_MAX) for ev in events]
+        try:
+            async with self._pg_lock:
+                await self._pg_conn.execute("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", CHANNEL,
+                                            payloads)
+        except Exception:  # noqa: BLE001 - a lost notification only delays other nodes' IDLE
+            log.warning("pg_notify failed", exc_info=True)
+
+    def _from_peer(self, payload: str | bytes) -> None:
+        try:
+            origin, ev = _decode(payload)
         except Exception:  # noqa: BLE001
             log.warning("bad event payload", exc_info=True)
+            return
+        if origin != self._origin:
+            self._deliver_local(ev)
+
+    # ---- PostgreSQL LISTEN/NOTIFY
+
+    async def connect_postgres(self, dsn: str) -> None:
+        self._pg_dsn = dsn
+        await self._pg_connect()
+
+    async def _pg_connect(self) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(self._pg_dsn)
+        await conn.add_listener(CHANNEL, self._on_notify)
+        conn.add_termination_listener(self._on_pg_lost)
+        self._pg_conn = conn
+
+    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        self._from_peer(payload)
+
+    def _on_pg_lost(self, _conn: Any) -> None:
+        self._pg_conn = None
+        if not self._closed and (self._pg_task is None or self._pg_task.done()):
+            log.warning("event bus lost its PostgreSQL LISTEN connection; reconnecting")
+            self._pg_task = asyncio.get_running_loop().create_task(self._pg_reconnect(), name="bus-reconnect")
+
+    async def _pg_reconnect(self) -> None:
+        delay = 0.1
+        while not self._closed:
+            try:
+                await self._pg_connect()
+            except Exception:  # noqa: BLE001 - keep trying while the database is away
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, PG_RECONNECT_MAX_S)
+                continue
+            log.warning("event bus LISTEN connection re-established")
+            self._deliver_local(Event(type=RESYNC, principal_id=""))
+            return
+
+    # ---- SQLite: processes on one host
+
+    def connect_sqlite(self, url: str) -> None:
+        """Exchange events with the other processes that use this SQLite database file."""
+        from sqlalchemy.engine import make_url
+
+        path = make_url(url).database
+        if not path or path == ":memory:" or path.startswith("file:"):
+            return  # a private database: no other process can see its changes
+        try:
+            self._local = _LocalPeers(Path(f"{os.path.realpath(path)}.events"), self._origin, self._from_peer)
+        except OSError as exc:
+            log.warning("no event exchange between processes on this database (%s): IDLE hears other "
+                        "workers' changes only on the client's next command", exc)
+            self._local = None
 
     async def close(self) -> None:
+        self._closed = True
+        if self._pg_task is not None:
+            self._pg_task.cancel()
         if self._pg_conn is not None:
+            conn, self._pg_conn = self._pg_conn, None
             with contextlib.suppress(Exception):
-                await self._pg_conn.close()
-            self._pg_conn = None
+                conn.remove_termination_listener(self._on_pg_lost)
+            with contextlib.suppress(Exception):
+                await conn.close()
+        if self._local is not None:
+            self._local.close()
+            self._local = None
+
+
+_ABSTRACT = b"\0mailwright-events-"
+_UCRED = struct.Struct("iII")  # struct ucred: pid, uid, gid
+
+
+class _LocalPeers:
+    """The datagram channel between processes sharing one SQLite database (see module docstring)."""
+
+    def __init__(self, directory: Path, origin: str, deliver: Callable[[bytes], None]) -> None:
+        self.dir = directory
+        self.origin = origin
+        self.deliver = deliver
+        self.backlog: dict[str, deque[bytes]] = {}  # datagrams a full peer has still to get
+        self.outbox: list[bytes] = []
+        self._flush_scheduled = False
+        self._retry: asyncio.TimerHandle | None = None
+        self.loop = asyncio.get_running_loop()
+        directory.mkdir(mode=0o700, exist_ok=True)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            self.sock.setblocking(False)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+            self.sock.bind(_ABSTRACT + origin.encode())
+            self.marker = directory / origin
+            self.marker.write_text(str(os.getpid()))
+        except OSError:
+            self.sock.close()
+            raise
+        self.loop.add_reader(self.sock.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        me = os.getuid()
+        cmsg_size = socket.CMSG_SPACE(_UCRED.size)
+        for _ in range(256):  # bounded: let other callbacks run between bursts
+            try:
+                data, anc, _flags, _addr = self.sock.recvmsg(LOCAL_PAYLOAD_MAX + 1024, cmsg_size)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                log.warning("event datagram receive failed", exc_info=True)
+                return
+            uid = -1
+            for level, kind, value in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS and len(value) >= _UCRED.size:
+                    uid = _UCRED.unpack_from(value)[1]
+            if uid != me:
+                continue  # not one of our processes
+            for payload in data.split(b"\n"):
+                self.deliver(payload)
+
+    def peers(self) -> list[str]:
+        try:
+            return [n for n in os.listdir(self.dir) if n != self.origin]
+        except OSError:
+            return []
+
+    def send(self, payload: bytes) -> None:
+        """Queue one event; the events of one loop iteration leave as one datagram per peer.
+
+        A group commit publishes up to 32 events in a row, and Linux queues only
+        net.unix.max_dgram_qlen (default 10) datagrams per receiving socket."""
+        self.outbox.append(payload)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush_outbox)
+
+    def _flush_outbox(self) -> None:
+        self._flush_scheduled = False
+        grams: list[bytes] = []
+        cur: list[bytes] = []
+        size = 0
+        for payload in self.outbox:
+            if cur and size + len(payload) + 1 > LOCAL_PAYLOAD_MAX:
+                grams.append(b"\n".join(cur))
+                cur, size = [], 0
+            cur.append(payload)
+            size += len(payload) + 1
+        if cur:
+            grams.append(b"\n".join(cur))
+        self.outbox.clear()
+        for peer in self.peers():
+            q = self.backlog.get(peer)
+            for i, gram in enumerate(grams):
+                if q:
+                    self._queue(peer, q, gram)
+                    continue
+                try:
+                    self.sock.sendto(gram, _ABSTRACT + peer.encode())
+                except (BlockingIOError, InterruptedError):
+                    q = self.backlog.setdefault(peer, deque())
+                    self._queue(peer, q, gram)
+                except (ConnectionRefusedError, FileNotFoundError):
+                    self._forget(peer)  # that process is gone
+                    break
+                except OSError:
+                    log.warning("event datagram to %s failed; %d events lost", peer, len(grams) - i,
+                                exc_info=True)
+                    break
+
+    def _queue(self, peer: str, q: deque[bytes], gram: bytes) -> None:
+        if len(q) >= LOCAL_BACKLOG_MAX:
+            log.warning("event peer %s is not reading; dropping events", peer)
+            return
+        q.append(gram)
+        if self._retry is None:
+            self._retry = self.loop.call_later(LOCAL_RETRY_S, self._flush_backlog)
+
+    def _flush_backlog(self) -> None:
+        self._retry = None
+        for peer, q in list(self.backlog.items()):
+            while q:
+                try:
+                    self.sock.sendto(q[0], _ABSTRACT + peer.encode())
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:
+                    self._forget(peer)
+                    break
+                q.popleft()
+            if not q:
+                self.backlog.pop(peer, None)
+        if self.backlog:
+            self._retry = self.loop.call_later(LOCAL_RETRY_S, self._flush_backlog)
+
+    def _forget(self, peer: str) -> None:
+        self.backlog.pop(peer, None)
+        with contextlib.suppress(OSError):
+            (self.dir / peer).unlink()
+
+    def close(self) -> None:
+        if self.outbox:
+            self._flush_outbox()
+        if self._retry is not None:
+            self._retry.cancel()
+        with contextlib.suppress(Exception):
+            self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+        with contextlib.suppress(OSError):
+            self.marker.unlink()
+
+
+__all__ = ["CHANNEL", "RESYNC", "Event", "EventBus"]

@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mailwright.directory.errors import QuotaExceeded
 from mailwright.events.bus import Event
 from mailwright.mailstore import mailboxes, quota
-from mailwright.mailstore.messages import Stored, _thread_for, message_row, virtual_size
-from mailwright.mailstore.mime import parse_message
+from mailwright.mailstore.messages import Stored, _thread_for, message_row
+from mailwright.mailstore.mime import parse_message, virtual_size
 from mailwright.services import Services
 from mailwright.storage.models import Blob, MailboxEntry, Message, Principal, Tombstone, utcnow
 

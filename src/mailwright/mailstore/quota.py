@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailwright.storage.models import Principal, Tenant
+from mailwright.storage.prepared import Prepared
+from mailwright.storage.sqlrun import CoreRun, Reads
 
 
 @dataclass(frozen=True)
@@ -18,18 +21,30 @@ class QuotaCheck:
     limit: int = 0
 
 
+_PRIN = cast(Table, Principal.__table__)
+_TEN = cast(Table, Tenant.__table__)
+_ACCOUNT = Prepared(select(_PRIN.c.quota_bytes, _PRIN.c.used_bytes, _PRIN.c.tenant_id, _TEN.c.quota_bytes)
+                    .select_from(_PRIN.outerjoin(_TEN, _TEN.c.id == _PRIN.c.tenant_id))
+                    .where(_PRIN.c.id == bindparam("pid")))
+_TENANT_USED = Prepared(select(func.coalesce(func.sum(_PRIN.c.used_bytes), 0))
+                        .where(_PRIN.c.tenant_id == bindparam("tid")))
+
+
 async def check(session: AsyncSession, principal_id: str, size: int) -> QuotaCheck:
-    p = await session.get(Principal, principal_id)
-    if p is None:
+    return await session.run_sync(lambda ss: check_sync(CoreRun(ss.connection()), principal_id, size))
+
+
+def check_sync(run: Reads, principal_id: str, size: int) -> QuotaCheck:
+    """Statements built once, run by a `sqlrun` runner: this runs for every RCPT the MX accepts."""
+    rows = run.all_now(_ACCOUNT, {"pid": principal_id})
+    if not rows:
         return QuotaCheck(ok=False)
-    if p.quota_bytes and p.used_bytes + size > p.quota_bytes:
-        return QuotaCheck(ok=False, too_big=size > p.quota_bytes, used=p.used_bytes, limit=p.quota_bytes)
-    if p.tenant_id:
-        t = await session.get(Tenant, p.tenant_id)
-        if t is not None and t.quota_bytes:
-            used = (await session.execute(
-                select(func.coalesce(func.sum(Principal.used_bytes), 0)).where(Principal.tenant_id == t.id)
-            )).scalar_one()
-            if int(used) + size > t.quota_bytes:
-                return QuotaCheck(ok=False, too_big=size > t.quota_bytes, used=int(used), limit=t.quota_bytes)
-    return QuotaCheck(ok=True, used=p.used_bytes, limit=p.quota_bytes)
+    p = rows[0]
+    quota_bytes, used_bytes, tenant_id, tenant_quota = int(p[0] or 0), int(p[1] or 0), p[2], p[3]
+    if quota_bytes and used_bytes + size > quota_bytes:
+        return QuotaCheck(ok=False, too_big=size > quota_bytes, used=used_bytes, limit=quota_bytes)
+    if tenant_id and tenant_quota:
+        used = int(run.all_now(_TENANT_USED, {"tid": tenant_id})[0][0])
+        if used + size > tenant_quota:
+            return QuotaCheck(ok=False, too_big=size > tenant_quota, used=used, limit=int(tenant_quota))
+    return QuotaCheck(ok=True, used=used_bytes, limit=quota_bytes)

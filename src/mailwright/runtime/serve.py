@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import gc
 import logging
 import os
 import signal
@@ -18,7 +19,7 @@ import sys
 from typing import IO
 
 from mailwright.config import Settings
-from mailwright.runtime import sockets
+from mailwright.runtime import sockets, tls
 from mailwright.runtime.bootstrap import bootstrap
 from mailwright.runtime.node import Node
 from mailwright.services import Services
@@ -88,6 +89,11 @@ async def run_node(settings: Settings, socks: dict[str, socket.socket]) -> None:
         from mailwright.runtime.background import start_background
 
         bg = await start_background(svc)
+        # Everything loaded so far (modules, the ORM's mappers, compiled statements) lives as
+        # long as the process: out of the collector's sight, so a full collection with 10,000
+        # connections open walks only their objects (measured: passes of up to 0.75 s before).
+        gc.collect()
+        gc.freeze()
         await stop.wait()
         for task in bg:
             task.cancel()
@@ -136,6 +142,7 @@ def serve(settings: Settings) -> int:
     except sockets.BindError as exc:
         raise ServeError(str(exc)) from None
     admin_key = asyncio.run(prepare(settings))
+    tls.ensure_certificate(settings)  # once, before the workers fork (they would race to write it)
     describe(settings, admin_key, sys.stdout)
     if settings.workers <= 1:
         asyncio.run(run_node(settings, socks))

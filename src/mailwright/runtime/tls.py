@@ -7,6 +7,7 @@ in <data-dir>/tls so every worker and every restart present the same one.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import ipaddress
 import os
 import ssl
@@ -21,6 +22,11 @@ from mailwright.config import Settings
 
 
 def ensure_certificate(settings: Settings) -> tuple[Path, Path]:
+    """The certificate and key paths, generating the self-signed pair once.
+
+    `serve` calls this before it forks its workers; the lock file still makes it safe for
+    processes that start on their own (a CLI command, a test server) at the same moment.
+    """
     if settings.tls_cert and settings.tls_key:
         return settings.tls_cert, settings.tls_key
     tls_dir = settings.data_dir / "tls"
@@ -28,6 +34,14 @@ def ensure_certificate(settings: Settings) -> tuple[Path, Path]:
     if cert_path.exists() and key_path.exists():
         return cert_path, key_path
     tls_dir.mkdir(parents=True, exist_ok=True)
+    with open(tls_dir / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (cert_path.exists() and key_path.exists()):
+            _generate(settings, cert_path, key_path)
+    return cert_path, key_path
+
+
+def _generate(settings: Settings, cert_path: Path, key_path: Path) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, settings.hostname)])
     now = dt.datetime.now(dt.UTC)
@@ -54,7 +68,6 @@ def ensure_certificate(settings: Settings) -> tuple[Path, Path]:
     tmp_cert = cert_path.with_suffix(".tmp")
     tmp_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     tmp_cert.replace(cert_path)
-    return cert_path, key_path
 
 
 def server_context(settings: Settings) -> ssl.SSLContext:

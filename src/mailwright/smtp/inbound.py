@@ -18,6 +18,10 @@ After DATA: SPF, DKIM and DMARC are checked (``smtp_verify_inbound``); DMARC rej
 550 5.7.1, quarantine -> the recipients' Junk mailboxes. Forged Authentication-Results
 claiming our hostname are removed; ours and a Received field are prepended. Local
 recipients share one stored copy (one transaction for all of them); 250 only after commit.
+
+Forwards are queued (their own durable transaction) before the local copy is filed. If the
+local filing then fails, the client gets 451 and sends again, so the forward may go out twice:
+at-least-once, as Postfix gives for the same failure; never lost.
 """
 
 from __future__ import annotations
@@ -34,11 +38,12 @@ from mailwright.directory.errors import Invalid
 from mailwright.directory.names import normalize_address
 from mailwright.mailauth import AuthResult, Resolver, check_inbound, strip_forged_results
 from mailwright.mailstore import groupcommit, messages, quota
-from mailwright.mailstore.inline_sqlite import fast_read
 from mailwright.services import Services
 from mailwright.smtp.limits import SmtpLimits
 from mailwright.smtp.protocol import MailwrightSMTP, tls_description
 from mailwright.smtp.received import new_queue_id, protocol_name, received_header
+from mailwright.storage import sqlrun
+from mailwright.storage.sqlrun import Reads
 
 log = logging.getLogger(__name__)
 
@@ -77,32 +82,19 @@ class InboundHandler:
             if "@" in address.rpartition("@")[0] or address.count("@") != 1 or "[" in address:
                 return "554 5.7.1 Relay access denied"
             return "553 5.1.3 Bad recipient address syntax"
-        accepted: Accepted | None = None
-        async with fast_read(self.svc) as s:
-            route = await routing.resolve(s, addr)
-            if route.kind == "relay":
-                return "554 5.7.1 Relay access denied"
-            if srs.is_srs(addr) and route.kind == "unknown":
-                original = srs.srs_reverse(addr, srs.srs_secret(self.svc))
-                if original is None:
-                    return "550 5.1.1 Recipient address rejected: invalid or expired SRS address"
-                accepted = Accepted(route=route, srs_bounce=True, forwards=[original])
-            elif route.kind == "unknown":
-                return "550 5.1.1 Recipient address rejected: User unknown"
-            elif route.kind == "deferred":
-                return "451 4.3.2 Recipient temporarily unavailable, try again later"
-            elif route.kind != "local":
-                return "550 5.1.1 Recipient address rejected: mailbox unavailable"
-            else:
-                size = _declared_size(envelope)
-                for pid in route.mailboxes:
-                    qc = await quota.check(s, pid, size)
-                    if not qc.ok:
-                        if qc.too_big:
-                            return "552 5.2.2 Message exceeds the recipient's storage quota"
-                        return "452 4.2.2 Mailbox full, try again later"
-                accepted = Accepted(route=route, forward_sender_domain=addr.rpartition("@")[2],
-                                    forwards=list(route.forwards))
+        size = _declared_size(envelope)
+        verdict = await sqlrun.read_with(self.svc, _judge_recipient, addr, size)
+        if isinstance(verdict, str):
+            return verdict
+        route = verdict
+        if route.kind == "srs":
+            original = srs.srs_reverse(addr, srs.srs_secret(self.svc))
+            if original is None:
+                return "550 5.1.1 Recipient address rejected: invalid or expired SRS address"
+            accepted = Accepted(route=route, srs_bounce=True, forwards=[original])
+        else:
+            accepted = Accepted(route=route, forward_sender_domain=addr.rpartition("@")[2],
+                                forwards=list(route.forwards))
         envelope.rcpt_tos.append(addr)
         routes: dict[str, Accepted] = getattr(envelope, "mw_routes", {})
         routes[addr] = accepted
@@ -178,6 +170,31 @@ class InboundHandler:
         for (sender, tenant_id, list_id), rcpts in batches.items():
             await outbound.enqueue(self.svc, raw, sender, rcpts, tenant_id=tenant_id, principal_id=list_id,
                                    kind="forward")
+
+
+def _judge_recipient(run: Reads, addr: str, size: int) -> routing.Route | str:
+    """The route of an accepted recipient (kind "srs" for one of our SRS addresses, to be
+    reversed by the caller), or the SMTP reply that refuses it. One synchronous pass of Core
+    statements: this runs for every RCPT."""
+    route = routing.resolve_sync(run, addr)
+    if route.kind == "relay":
+        return "554 5.7.1 Relay access denied"
+    if route.kind == "unknown" and srs.is_srs(addr):
+        route.kind = "srs"
+        return route
+    if route.kind == "unknown":
+        return "550 5.1.1 Recipient address rejected: User unknown"
+    if route.kind == "deferred":
+        return "451 4.3.2 Recipient temporarily unavailable, try again later"
+    if route.kind != "local":
+        return "550 5.1.1 Recipient address rejected: mailbox unavailable"
+    for pid in route.mailboxes:
+        qc = quota.check_sync(run, pid, size)
+        if not qc.ok:
+            if qc.too_big:
+                return "552 5.2.2 Message exceeds the recipient's storage quota"
+            return "452 4.2.2 Mailbox full, try again later"
+    return route
 
 
 def _declared_size(envelope: Envelope) -> int:

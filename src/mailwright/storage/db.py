@@ -45,7 +45,11 @@ class Database:
                 Path(db_path).parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"timeout": 30}
         else:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True)
+            # No pool_pre_ping: it is one more round trip on every checkout (every RCPT, every
+            # IMAP read). A connection broken by a database restart fails its first statement
+            # instead, SQLAlchemy then invalidates the pool, and that one request answers a
+            # temporary error (SMTP 451, IMAP NO, HTTP 503) that clients retry.
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size * 2, pool_recycle=3600)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             _install_sqlite_hooks(self.engine)

@@ -46,6 +46,8 @@ def _unescape_char(m: re.Match[str]) -> str:
 
 
 def escape_wire(value: str) -> str:
+    if value.isascii() and "\x00" not in value:  # O(1) + memchr: the common case, no regex scan
+        return value
     return _NEEDS_ESCAPE.sub(_escape_char, value) if _NEEDS_ESCAPE.search(value) else value
 
 
@@ -54,6 +56,10 @@ def unescape_wire(value: str) -> str:
 
 
 def clean_text(value: str) -> str:
+    # isascii() is O(1) in CPython, and in ASCII text only NUL can be unstorable: the regex
+    # scan below costs ~1 ms per 100 KB of search text, on every delivery.
+    if value.isascii():
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
     return _UNSTORABLE.sub("\ufffd", value) if _UNSTORABLE.search(value) else value
 
 

@@ -43,7 +43,11 @@ class Blob(Base):
 
 class Message(Base):
     __tablename__ = "messages"
-    __table_args__ = (Index("ix_messages_principal_thread", "principal_id", "thread_id"),)
+    __table_args__ = (
+        Index("ix_messages_principal_thread", "principal_id", "thread_id"),
+        # delivery looks for a reply that arrived before its parent (mailstore/messages.py)
+        Index("ix_messages_principal_in_reply_to", "principal_id", "in_reply_to"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     principal_id: Mapped[str] = mapped_column(ForeignKey("principals.id", ondelete="CASCADE"), index=True)
@@ -61,6 +65,7 @@ class Message(Base):
     from_display: Mapped[str] = mapped_column(CleanText, default="")
     to_addrs: Mapped[str] = mapped_column(CleanText, default="")  # comma-separated
     cc_addrs: Mapped[str] = mapped_column(CleanText, default="")
+    # both cut to messages.MAX_INDEXED_ID characters (indexed; PostgreSQL limits index entries)
     message_id_header: Mapped[str | None] = mapped_column(CleanText, index=True)
     in_reply_to: Mapped[str | None] = mapped_column(CleanText)
     references: Mapped[str | None] = mapped_column(CleanText)  # space-separated msg-ids
