@@ -530,13 +530,11 @@ def test_lf_only_counts_like_crlf() -> None:
 def test_cr_cr_lf_loses_one_cr() -> None:
     """Dovecot 2.3.19 after IMAP APPEND of these bytes (its save path stores LF line ends): every
     run of CRs before an LF loses one CR, lone CRs stay, and sizes follow."""
-    from mailwright.mailstore.messages import virtual_size as stored_size
-
     raw = b"Subject: x\r\r\r\nFrom: a@b\r\n\r\nline1\r\r\nline2\r\r\r\nl3\r\rx\r\n"
     served = b"Subject: x\r\r\nFrom: a@b\r\n\r\nline1\r\nline2\r\r\nl3\r\rx\r\n"
     assert fetch_section(raw, "") == served
     assert fetch_section(raw, "HEADER") == b"Subject: x\r\r\nFrom: a@b\r\n\r\n"
-    assert mime.virtual_size(raw) == stored_size(raw) == len(served) == 48
+    assert mime.virtual_size(raw) == parse_message(raw).vsize == len(served) == 48
     pm = parse_message(raw)
     assert pm.bodystructure == '("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 22 3 NIL NIL NIL NIL)'
     assert pm.envelope.startswith('(NIL "x" ((NIL NIL "a" "b"))')
@@ -545,7 +543,7 @@ def test_cr_cr_lf_loses_one_cr() -> None:
     assert pm.envelope.startswith('(NIL {1}\r\nx ((NIL NIL "a" "b"))')
     for path in CORPUS:
         data = path.read_bytes()
-        assert mime.virtual_size(data) == stored_size(data) == len(fetch_section(data, "") or b""), path.name
+        assert mime.virtual_size(data) == parse_message(data).vsize == len(fetch_section(data, "") or b""), path.name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -861,3 +859,13 @@ APPEND_CASES: list[tuple[bytes, str, str]] = [
 def test_append_fuzz_findings(raw: bytes, what: str, want: str) -> None:
     pm = parse_message(raw)
     assert want in (pm.envelope if what == "envelope" else pm.bodystructure)
+
+
+def test_parsed_vsize_is_the_virtual_size() -> None:
+    """The delivery path takes RFC822.SIZE from the parse instead of counting again: the two
+    must agree for every kind of line ending (CRLF, bare LF, CR CR LF, lone CR)."""
+    rng = random.Random(7)
+    pieces = [b"\r\n", b"\n", b"\r\r\n", b"\r", b"text", b" ", b"Subject: x", b"--b", b".", b"\r\n\r\n"]
+    for _ in range(500):
+        raw = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 60)))
+        assert mime.parse_message(raw).vsize == mime.virtual_size(raw), raw

@@ -101,6 +101,11 @@ class Settings(BaseSettings):
     # delay warnings to forged senders were a backscatter source. Our queue holds authenticated
     # submissions and SPF/DMARC-checked forwards, and never notifies a null sender.)
     queue_delay_notice_after: float = 4 * 3600
+    # Messages up to this many bytes are made durable by the database commit (their bytes in
+    # the blob journal) instead of fsyncs of their own blob file: see storage/blobjournal.py.
+    # 0 = every blob file is fsynced before the commit.
+    blob_journal_max: int = 64 * 1024
+    blob_journal_flush_seconds: float = 1.0  # how often a process syncs the journaled files
     # Agent inboxes (myagentmail dialect): domain of inboxes created without one ("" = hostname);
     # created as a system domain on first use. Webhook retries back off from this base (seconds).
     agent_default_domain: str = ""

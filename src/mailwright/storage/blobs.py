@@ -4,14 +4,21 @@ A blob is written to a temporary file, fsynced, renamed into place and its direc
 so after `put` returns the bytes survive a crash or power loss; only then may the database
 commit that references it (the order that makes a 250 safe). Identical messages to many
 recipients are stored once. Files live under <root>/ab/cd/<hash>.
+
+The one exception is `put_unsynced`, for small delivered messages whose bytes the same commit
+puts in the blob journal (storage.blobjournal), which syncs the file system afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import hashlib
 import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -22,7 +29,8 @@ class BlobStore:
         self._tmp = root / "tmp"
         self._tmp.mkdir(exist_ok=True)
         self._prefix = str(root) + os.sep  # string paths on the delivery path: pathlib costs µs per join
-        self._dirs: set[str] = set()  # <root>/ab/cd directories known to exist
+        self._dirs: set[str] = set()  # <root>/ab/cd directories known to exist durably
+        self._dirs_unsynced: set[str] = set()  # ... known to exist, perhaps not durably yet
 
     def path(self, digest: str) -> Path:
         return Path(self._fspath(digest))
@@ -48,32 +56,72 @@ class BlobStore:
         final = self._fspath(digest)
         if os.path.exists(final):
             return
+        self._write(digest, data, durable=True)
+
+    def put_unsynced(self, digest: str, data: bytes) -> None:
+        """Write the file with no fsync, for a blob whose bytes the caller keeps durable some
+        other way until `sync_filesystem` has run (storage.blobjournal). Cheap enough for the
+        event loop: the bytes only reach the page cache."""
+        if not os.path.exists(self._fspath(digest)):
+            self._write(digest, data, durable=False)
+
+    def restore_sync(self, digest: str, data: bytes) -> bool:
+        """Make the file hold exactly `data`, durably; True when it had to be (re)written."""
+        final = self._fspath(digest)
+        try:
+            with open(final, "rb") as fh:
+                if hashlib.sha256(fh.read()).hexdigest() == digest:
+                    os.fsync(fh.fileno())
+                    return False
+        except FileNotFoundError:
+            pass
+        self._write(digest, data, durable=True)
+        return True
+
+    def sync_filesystem(self) -> None:
+        """Flush every written file of the blob store's file system to disk (syncfs(2))."""
+        fd = os.open(self.root, os.O_RDONLY)
+        try:
+            if _libc_syncfs is None or _libc_syncfs(fd) != 0:
+                os.sync()
+        finally:
+            os.close(fd)
+
+    def _write(self, digest: str, data: bytes, *, durable: bool) -> None:
+        """Write to a temporary name, then rename into place (readers never see part of a
+        file); durable: the file and its directory entry are fsynced too."""
+        final = self._fspath(digest)
         parent = os.path.dirname(final)
-        if parent not in self._dirs:
-            self._make_dirs(parent)
-        tmp = f"{self._tmp}{os.sep}{digest}.{os.getpid()}.{id(data)}"
+        if parent not in self._dirs and (durable or parent not in self._dirs_unsynced):
+            self._make_dirs(parent, durable=durable)
+        tmp = f"{self._tmp}{os.sep}{digest}.{os.getpid()}.{threading.get_ident()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
         try:
             view = memoryview(data)
             while view:
                 n = os.write(fd, view)
                 view = view[n:]
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, final)
-        _fsync_dir(parent)
+        if durable:
+            _fsync_dir(parent)
 
-    def _make_dirs(self, parent: str) -> None:
-        """Create <root>/ab/cd durably: a new directory's own entry is fsynced in its parent,
-        or a power loss could take the directory, and every blob in it, away."""
+    def _make_dirs(self, parent: str, *, durable: bool) -> None:
+        """Create <root>/ab/cd. Durable: each level's entry is fsynced in its parent, even when
+        the directory exists already (another process may have made it unsynced, see
+        `put_unsynced`), or a power loss could take the directory, and every blob in it, away.
+        Unsynced: no fsync, the next `sync_filesystem` covers the directories too."""
         top = os.path.dirname(parent)
         for d in (top, parent):
             if not os.path.isdir(d):
                 with contextlib.suppress(FileExistsError):
                     os.mkdir(d, 0o750)
+            if durable:
                 _fsync_dir(os.path.dirname(d))
-        self._dirs.add(parent)
+        (self._dirs if durable else self._dirs_unsynced).add(parent)
 
     async def get(self, digest: str) -> bytes:
         p = self.path(digest)
@@ -103,6 +151,19 @@ class BlobStore:
             self.path(digest).unlink()
         except FileNotFoundError:
             pass
+
+
+def _find_syncfs() -> Callable[[int], int] | None:
+    """libc's syncfs(2) (Linux), which the os module does not offer; else os.sync() is used."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn: Callable[[int], int] = libc.syncfs
+        return fn
+    except (OSError, AttributeError):
+        return None
+
+
+_libc_syncfs = _find_syncfs()
 
 
 def _fsync_dir(path: str) -> None:

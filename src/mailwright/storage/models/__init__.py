@@ -16,13 +16,13 @@ from mailwright.storage.models.directory import (
     Tenant,
     Workspace,
 )
-from mailwright.storage.models.mailstore import Blob, Mailbox, MailboxEntry, Message, Tombstone
+from mailwright.storage.models.mailstore import Blob, BlobJournal, Mailbox, MailboxEntry, Message, Tombstone
 from mailwright.storage.models.pop3 import MaildropLock as MaildropLock
 from mailwright.storage.models.webhooks import Webhook as Webhook
 from mailwright.storage.models.webhooks import WebhookDelivery as WebhookDelivery
 
 __all__ = [
-    "Address", "ApiKey", "AuditEntry", "Base", "Blob", "Credential", "DkimKeyRow", "Domain",
+    "Address", "ApiKey", "AuditEntry", "Base", "Blob", "BlobJournal", "Credential", "DkimKeyRow", "Domain",
     "ListMember", "Mailbox", "MailboxEntry", "Message", "Principal", "QueuedMessage",
     "QueuedRecipient", "RetiredDomain", "SendCounter", "Tenant", "Tombstone", "Workspace", "new_id", "utcnow",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mailwright.storage.models.base import Base, BigIntPK, UTCDateTime, utcnow
@@ -41,6 +41,23 @@ class Blob(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class BlobJournal(Base):
+    """Bytes of a small blob whose file was written without an fsync (storage/blobjournal.py).
+
+    The row commits with the message that references the blob, so the commit alone makes the
+    message durable; the row is deleted once the file has been synced, or restored from it.
+    `owner` names the file system the file was written to (host and blob directory).
+    """
+
+    __tablename__ = "blob_journal"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    owner: Mapped[str] = mapped_column(String(512), index=True)
+    digest: Mapped[str] = mapped_column(String(64))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
 class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
@@ -50,7 +67,8 @@ class Message(Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    principal_id: Mapped[str] = mapped_column(ForeignKey("principals.id", ondelete="CASCADE"), index=True)
+    # no index of its own: the two composite indexes above lead with it
+    principal_id: Mapped[str] = mapped_column(ForeignKey("principals.id", ondelete="CASCADE"))
     blob_hash: Mapped[str] = mapped_column(String(64), index=True)
     size: Mapped[int] = mapped_column(BigInteger)
     vsize: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # IMAP RFC822.SIZE: bare LF counted as CRLF

@@ -1,0 +1,135 @@
+"""Blob journal: a small message is made durable by its database commit, not by fsyncs of its own.
+
+Why: a blob file made durable on its own costs two file-system journal commits (the new file's
+fsync, then its directory's after the rename) before the database commit can even start, and
+on one SMTP connection those are most of a delivery's latency. A message up to
+``Settings.blob_journal_max`` bytes is instead written to its file with no fsync (page cache
+only) *and* inserted into ``blob_journal`` in the same transaction as the rows that reference it,
+so the one WAL fsync of the commit makes everything durable (the same trick as Postfix's and
+Dovecot's: the fewest sync points on the acceptance path).
+
+Afterwards, per process, every ``Settings.blob_journal_flush_seconds``: take the journal rows of this file
+system, ``syncfs(2)`` the blob store's file system (one sync for every file written meanwhile),
+then delete exactly those rows. A row is visible only after its commit, and the file was written
+before that commit, so the sync that follows covers it.
+
+After a crash the rows still there are the files that may be lost or torn: ``recover`` rewrites
+each one (verified by its SHA-256, fsynced) before the node serves anything. Rows are tagged
+with their ``owner`` (host and blob directory), since ``syncfs`` on one host says nothing of
+another's page cache when nodes share a blob volume; rows older than ``STALE_AFTER`` (their
+owner died) are restored by any node. A row whose blob has been deleted meanwhile (message
+expunged) is dropped without restoring the file.
+
+Larger messages keep the old path (fsynced file, then commit): their bytes in the database
+would cost more WAL writing than the fsyncs they save.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, cast
+
+from sqlalchemy import Table, delete, insert, select
+
+from mailwright.storage.models import Blob, BlobJournal, utcnow
+from mailwright.storage.prepared import Prepared
+
+if TYPE_CHECKING:
+    from mailwright.services import Services
+    from mailwright.storage.blobs import BlobStore
+
+log = logging.getLogger(__name__)
+
+FLUSH_BATCH = 5000  # rows synced and deleted per round
+STALE_AFTER = timedelta(minutes=2)  # an owner flushes within seconds; older rows are orphans
+_STALE_EVERY = 30  # rounds between looks for other owners' orphans
+
+_J = cast(Table, BlobJournal.__table__)
+_B = cast(Table, Blob.__table__)
+INSERT = Prepared(insert(_J), ("owner", "digest", "data", "created_at"))
+
+
+def owner_of(blobs: BlobStore) -> str:
+    """The file system a process writes blob files to: its host and blob directory."""
+    return f"{socket.gethostname()}:{blobs.root.resolve()}"
+
+
+def journaled(svc: Services, size: int) -> bool:
+    """Whether a message of `size` bytes goes through the journal."""
+    return 0 < size <= svc.settings.blob_journal_max
+
+
+async def flush(svc: Services) -> int:
+    """Sync this file system's journaled files and drop their rows; how many rows."""
+    owner = owner_of(svc.blobs)
+    async with svc.db.read() as s:
+        ids = list((await s.execute(
+            select(_J.c.id).where(_J.c.owner == owner).order_by(_J.c.id).limit(FLUSH_BATCH))).scalars())
+    if not ids:
+        return 0
+    await asyncio.to_thread(svc.blobs.sync_filesystem)
+    async with svc.db.write() as s:
+        await s.execute(delete(_J).where(_J.c.id.in_(ids)))
+    return len(ids)
+
+
+async def recover(svc: Services, *, stale_only: bool = False) -> int:
+    """Rewrite (verified, fsynced) the files of journal rows, then drop the rows: this file
+    system's rows at start-up, anyone's stale ones later. How many files had to be rewritten."""
+    if stale_only:
+        where = _J.c.created_at < utcnow() - STALE_AFTER
+    else:
+        where = _J.c.owner == owner_of(svc.blobs)
+    rewritten = 0
+    while True:
+        async with svc.db.read() as s:
+            rows: list[Any] = list((await s.execute(
+                select(_J.c.id, _J.c.digest, _J.c.data, select(_B.c.hash).where(_B.c.hash == _J.c.digest)
+                       .scalar_subquery().label("live")).where(where).order_by(_J.c.id).limit(500))).all())
+        if not rows:
+            return rewritten
+        for row in rows:
+            if row.live is not None and await asyncio.to_thread(svc.blobs.restore_sync, row.digest, bytes(row.data)):
+                rewritten += 1
+        async with svc.db.write() as s:
+            await s.execute(delete(_J).where(_J.c.id.in_([r.id for r in rows])))
+
+
+async def run_flusher(svc: Services) -> None:
+    """The per-process loop: flush every interval (it bounds the journal to about that much
+    mail), restore orphans now and then."""
+    rounds = 0
+    while True:
+        await asyncio.sleep(svc.settings.blob_journal_flush_seconds)
+        rounds += 1
+        try:
+            while await flush(svc) == FLUSH_BATCH:
+                pass
+            if rounds % _STALE_EVERY == 0 and (n := await recover(svc, stale_only=True)):
+                log.warning("restored %d blob files from another node's journal rows", n)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the next round tries again; the rows keep the bytes meanwhile
+            log.exception("blob journal flush failed")
+
+
+CLOSE_WAIT = 5.0  # seconds a clean stop waits for its last flush
+
+
+async def close(svc: Services) -> None:
+    """On a clean stop: one last flush, so a restart has nothing to restore. Bounded: syncfs
+    waits for every dirty page of the file system, not only ours; what is not flushed in
+    time is restored by recover() at the next start."""
+    async def drain() -> None:
+        while await flush(svc) == FLUSH_BATCH:
+            pass
+
+    try:
+        await asyncio.wait_for(drain(), CLOSE_WAIT)
+    except TimeoutError:
+        log.warning("blob journal not flushed within %.0f s; the next start restores it", CLOSE_WAIT)
+    except Exception:  # noqa: BLE001 - recover() at the next start covers it
+        log.exception("final blob journal flush failed")
