@@ -99,11 +99,12 @@ def test_lost_unsynced_files_come_back_from_the_journal(
     dns = dns_server({"remote.test": [("@", "TXT", "v=spf1 ip4:127.0.0.1 -all")]})
     token = "sa_" + secrets.token_urlsafe(24)
     env = {"MAILWRIGHT_ADMIN_TOKEN": token, "MAILWRIGHT_DNS_NAMESERVERS": "127.0.0.1",
-           "MAILWRIGHT_DNS_PORT": str(dns.port), "MAILWRIGHT_BLOB_JOURNAL_FLUSH_SECONDS": "3600"}
+           "MAILWRIGHT_DNS_PORT": str(dns.port), "MAILWRIGHT_BLOB_JOURNAL_FLUSH_SECONDS": "3600",
+           "MAILWRIGHT_BLOB_JOURNAL_MAX": str(128 * 1024)}
     data = tmp_path / "data"
     proc = ServeProcess(data, database_url, extra_env=env).start()
     small = [_message(n, 1024 * (1 + n % 20)) for n in range(12)]
-    large = [_message(100 + n, 100 * 1024) for n in range(2)]
+    large = [_message(100 + n, 200 * 1024) for n in range(2)]
     try:
         _setup(proc.ports["http"], token)
         _send(proc.ports["smtp"], small + large)
@@ -113,7 +114,7 @@ def test_lost_unsynced_files_come_back_from_the_journal(
     journal = _journal(database_url)
     # The MX prepends its trace headers, so the stored bytes are not the sent ones: count them.
     assert len(journal) == len(small), "every small message, and only those, is journaled"
-    assert all(n <= 64 * 1024 for _, n in journal)
+    assert all(n <= 128 * 1024 for _, n in journal)
     # What a power loss can leave of files that were never fsynced: gone, empty, or cut short.
     for i, (digest, _) in enumerate(journal):
         path = data / "blobs" / digest[:2] / digest[2:4] / digest
