@@ -45,8 +45,6 @@ class BlobStore:
     async def put(self, data: bytes, digest: str | None = None) -> str:
         """Store `data` durably; `digest` when the caller has already hashed it."""
         digest = digest or self.digest(data)
-        if self.exists(digest):  # already stored (and fsynced) by an earlier put
-            return digest
         # Always in a thread: the write is cheap but its two fsyncs are not (0.2 ms on a fast
         # virtio disk, 8+ ms on a busy one) and must not stall every connection of the loop.
         await asyncio.to_thread(self._put_sync, digest, data)
@@ -54,9 +52,22 @@ class BlobStore:
 
     def _put_sync(self, digest: str, data: bytes) -> None:
         final = self._fspath(digest)
-        if os.path.exists(final):
+        if not os.path.exists(final):
+            self._write(digest, data, durable=True)
             return
-        self._write(digest, data, durable=True)
+        # Already there, but perhaps written by `put_unsynced` for a delivery whose journal row
+        # is not committed yet: sync it (nearly free when it is clean) before anything
+        # references it without a journal row.
+        fd = os.open(final, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        parent = os.path.dirname(final)
+        if parent not in self._dirs:
+            self._make_dirs(parent, durable=True)
+        else:
+            _fsync_dir(parent)
 
     def put_unsynced(self, digest: str, data: bytes) -> None:
         """Write the file with no fsync, for a blob whose bytes the caller keeps durable some
