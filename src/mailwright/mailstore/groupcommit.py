@@ -159,7 +159,7 @@ class GroupCommitter:
         if self._writer is None:
             path = make_url(db.url).database
             assert path, "group commit needs a SQLite file database"
-            self._writer = SqliteWriter(path)
+            self._writer = SqliteWriter(path, db.writer_lock)
         lock = getattr(db, "_write_lock", None) or asyncio.Lock()
         async with lock, self._writer.transaction() as raw:
             outcomes = _file_batch(SqliteRun(raw, db.engine.dialect), "sqlite", batch, isolated, self.owner)

@@ -1,9 +1,10 @@
 """The database handle: one async engine, read/write sessions, migrations on start.
 
 SQLite is the embedded default (WAL, synchronous=FULL so a 250 survives power loss, foreign
-keys on). SQLite allows one writer at a time; writers in this process queue on an asyncio lock
-and open their transaction with BEGIN IMMEDIATE, so a transaction never fails half-way on a lock
-upgrade and other processes sharing the file wait on busy_timeout instead of erroring.
+keys on). SQLite allows one writer at a time; writers in this process queue on an asyncio lock,
+then on an flock shared with the other processes (storage.sqlite_lock: woken at once, where
+SQLite's busy handler sleeps 1-100 ms between tries), and open their transaction with BEGIN
+IMMEDIATE, so a transaction never fails half-way on a lock upgrade.
 PostgreSQL needs neither: row locks (UPDATE ... RETURNING on the mailbox row) serialise UID
 allocation across processes and nodes.
 """
@@ -12,13 +13,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from mailwright.storage.sqlite_lock import WriterLock
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _PG_MIGRATION_LOCK = 0x6D77_0001  # pg_advisory_lock key: one node migrates at a time
@@ -55,12 +58,15 @@ class Database:
             _install_sqlite_hooks(self.engine)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        db_path = parsed.database if self.is_sqlite else None
+        # across processes (see storage.sqlite_lock); an in-memory database has no other process
+        self.writer_lock = WriterLock(db_path) if db_path and db_path != ":memory:" else None
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """A write transaction, committed on normal exit and rolled back on an exception."""
         if self._write_lock is not None:
-            async with self._write_lock, self.sessionmaker() as session:
+            async with self._write_lock, self._process_writer(), self.sessionmaker() as session:
                 await session.connection(execution_options={"mw_immediate": True})
                 try:
                     yield session
@@ -71,6 +77,9 @@ class Database:
         else:
             async with self.sessionmaker() as session, session.begin():
                 yield session
+
+    def _process_writer(self) -> AbstractAsyncContextManager[None]:
+        return self.writer_lock.held() if self.writer_lock is not None else nullcontext()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
@@ -96,6 +105,8 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self.writer_lock is not None:
+            self.writer_lock.close()
 
 
 def _run_alembic_upgrade(connection: Connection) -> None:

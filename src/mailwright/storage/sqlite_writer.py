@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    pass
+    from mailwright.storage.sqlite_lock import WriterLock
 
 
 class SqliteWriter:
@@ -34,8 +34,9 @@ class SqliteWriter:
 
     BUSY_WAIT_MS = 30000
 
-    def __init__(self, database_path: str) -> None:
+    def __init__(self, database_path: str, lock: WriterLock | None = None) -> None:
         self.path = database_path
+        self.lock = lock  # the Database's cross-process writer lock (storage.sqlite_lock)
         self.conn: sqlite3.Connection | None = None
 
     async def _connection(self) -> sqlite3.Connection:
@@ -53,17 +54,23 @@ class SqliteWriter:
     async def transaction(self) -> AsyncIterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE ... COMMIT (durable when this exits normally); ROLLBACK on error."""
         conn = await self._connection()
+        if self.lock is not None:
+            await self.lock.acquire()
         try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError:  # locked by another process: wait for it off the loop
-            await asyncio.to_thread(self._begin_waiting, conn)
-        try:
-            yield conn
-            await asyncio.to_thread(conn.execute, "COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError:  # locked by a writer outside Mailwright: wait off the loop
+                await asyncio.to_thread(self._begin_waiting, conn)
+            try:
+                yield conn
+                await asyncio.to_thread(conn.execute, "COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        finally:
+            if self.lock is not None:
+                self.lock.release()
 
     def _begin_waiting(self, conn: sqlite3.Connection) -> None:
         conn.execute(f"PRAGMA busy_timeout={self.BUSY_WAIT_MS}")
