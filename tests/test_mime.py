@@ -869,3 +869,18 @@ def test_parsed_vsize_is_the_virtual_size() -> None:
     for _ in range(500):
         raw = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 60)))
         assert mime.parse_message(raw).vsize == mime.virtual_size(raw), raw
+
+
+def test_crlf_hint_changes_nothing_for_crlf_input() -> None:
+    """SMTP delivery tells the parser its input has no bare LF (mime.parse_message(crlf=True));
+    for such input the result must be exactly the full parse's."""
+    rng = random.Random(11)
+    pieces = [b"\r\n", b"\r\r\n", b"\r", b"text", b" ", b"Subject: x", b"Content-Type: multipart/mixed; boundary=b",
+              b"--b", b"--b--", b".", b"\r\n\r\n", b"=?utf-8?q?a=C3=A9?=", b"\xc3\xa9"]
+    for _ in range(300):
+        raw = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 80)))
+        assert mime.parse_message(raw, crlf=True) == mime.parse_message(raw), raw
+    for path in CORPUS:
+        data = path.read_bytes()
+        if data.count(b"\n") == data.count(b"\r\n"):
+            assert mime.parse_message(data, crlf=True) == mime.parse_message(data), path.name

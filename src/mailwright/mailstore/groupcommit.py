@@ -28,6 +28,7 @@ bad batch-mate cannot fail a good message.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -83,15 +84,17 @@ class GroupCommitter:
         mail_from: str | None = None,
         internal_date: datetime | None = None,
         parsed: ParsedMessage | None = None,
+        crlf: bool = False,
     ) -> list[Stored]:
-        """Same contract as ``messages.deliver``: returns once the message is committed."""
+        """Same contract as ``messages.deliver``: returns once the message is committed.
+        `crlf`: every LF of `raw` follows a CR (see mime.parse_message)."""
         if not targets:
             return []
         if parsed is None:
             if len(raw) > _PARSE_IN_THREAD:
-                parsed = await asyncio.to_thread(parse_message, raw)
+                parsed = await asyncio.to_thread(functools.partial(parse_message, raw, crlf=crlf))
             else:
-                parsed = parse_message(raw)
+                parsed = parse_message(raw, crlf=crlf)
         digest = BlobStore.digest(raw)
         loop = asyncio.get_running_loop()
         journal = blobjournal.journaled(self.svc, len(raw))
@@ -252,7 +255,8 @@ async def deliver(
     mail_from: str | None = None,
     internal_date: datetime | None = None,
     parsed: ParsedMessage | None = None,
+    crlf: bool = False,
 ) -> list[Stored]:
     """``messages.deliver`` through the group committer of `svc`."""
     return await committer_for(svc).deliver(raw, targets, mail_from=mail_from, internal_date=internal_date,
-                                            parsed=parsed)
+                                            parsed=parsed, crlf=crlf)

