@@ -19,7 +19,7 @@ from mailwright.directory.errors import QuotaExceeded
 from mailwright.events.bus import Event
 from mailwright.mailstore import mailboxes, quota
 from mailwright.mailstore.messages import Stored, _thread_for, message_row
-from mailwright.mailstore.mime import parse_message, parsed_size
+from mailwright.mailstore.mime import parse_message
 from mailwright.services import Services
 from mailwright.storage.models import Blob, MailboxEntry, Message, Principal, Tombstone, utcnow
 
@@ -49,7 +49,7 @@ async def append(svc: Services, principal_id: str, mailbox_id: int, raw: bytes, 
             s.add(Blob(hash=digest, size=len(raw)))
         thread_id = await _thread_for(s, principal_id, parsed)
         msg = message_row(principal_id, digest, len(raw), parsed, internal_date or utcnow(), None, thread_id,
-                          parsed_size(parsed, raw))
+                          parsed.vsize)
         s.add(msg)
         await s.flush()
         uid, modseq = await mailboxes.allocate(s, mailbox_id)

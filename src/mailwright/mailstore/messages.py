@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from mailwright.events.bus import Event
 from mailwright.mailstore import mailboxes
-from mailwright.mailstore.mime import ParsedMessage, parse_message, parsed_size
+from mailwright.mailstore.mime import ParsedMessage, parse_message
 from mailwright.services import Services
 from mailwright.storage.models import Blob, Mailbox, MailboxEntry, Message, Principal, utcnow
 from mailwright.storage.prepared import Prepared
@@ -203,7 +203,7 @@ def file_message(run: Runner, dialect: str, raw: bytes, digest: str, targets: li
     """
     now = utcnow()  # `when` is the internal date, which an API caller may set in the past
     run.all_now(_BLOB_IF_MISSING[dialect], {"hash": digest, "size": len(raw), "created_at": now})
-    row = message_values(parsed, digest, len(raw), parsed_size(parsed, raw), when, mail_from)
+    row = message_values(parsed, digest, len(raw), parsed.vsize, when, mail_from)
     row["created_at"] = now
     stored: list[Stored] = []
     for t in targets:

@@ -96,7 +96,6 @@ __all__ = [
     "parse_message",
     "quote_imap_string",
     "virtual_size",
-    "parsed_size",
 ]
 
 
@@ -139,7 +138,7 @@ class ParsedMessage:
     html_body: str | None
     attachments: list[Attachment]
     search_text: str
-    vsize: int = -1  # RFC822.SIZE, len(_normalize(raw)): what virtual_size(raw) would count again
+    vsize: int  # RFC822.SIZE = len(_normalize(raw)) = virtual_size(raw), without counting again
 
 
 # --------------------------------------------------------------------------------------------
@@ -175,12 +174,6 @@ def virtual_size(raw: bytes) -> int:
     """RFC822.SIZE: ``len(_normalize(raw))`` without building it (a bare LF counts 2, ``CR CR LF``
     counts 2, as Dovecot counts them)."""
     return len(raw) + raw.count(b"\n") - raw.count(b"\r\n") - raw.count(b"\r\r\n")
-
-
-def parsed_size(parsed: ParsedMessage, raw: bytes) -> int:
-    """RFC822.SIZE of `raw`, from its parse when it has it (three scans of the bytes saved:
-    ~0.3 ms per 100 KiB)."""
-    return parsed.vsize if parsed.vsize >= 0 else virtual_size(raw)
 
 
 def _s(b: bytes) -> str:

@@ -24,7 +24,7 @@ from mailwright.events.bus import Event
 from mailwright.mailstore import mailboxes, quota
 from mailwright.mailstore.changes import normalize_flags
 from mailwright.mailstore.messages import Stored, _thread_for, message_row
-from mailwright.mailstore.mime import parse_message, parsed_size
+from mailwright.mailstore.mime import parse_message
 from mailwright.services import Services
 from mailwright.storage.models import Blob, MailboxEntry, Principal, utcnow
 
@@ -57,7 +57,7 @@ async def append_all(svc: Services, principal_id: str, mailbox_id: int, msgs: Se
             known.add(digest)
             thread_id = await _thread_for(s, principal_id, p)
             row = message_row(principal_id, digest, len(m.raw), p, m.internal_date or utcnow(), None, thread_id,
-                              parsed_size(p, m.raw))
+                              p.vsize)
             s.add(row)
             await s.flush()  # the row's id, and a later message of the batch may thread onto it
             s.add(MailboxEntry(mailbox_id=mailbox_id, message_id=row.id, uid=first + i, modseq=modseq,

@@ -58,6 +58,11 @@ class BlobStore:
         # Already there, but perhaps written by `put_unsynced` for a delivery whose journal row
         # is not committed yet: sync it (nearly free when it is clean) before anything
         # references it without a journal row.
+        self._sync_existing(final)
+
+    def _sync_existing(self, final: str) -> None:
+        """Make a file that is already in place durable: its bytes, and its entry in every
+        directory up to the root."""
         fd = os.open(final, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -66,8 +71,7 @@ class BlobStore:
         parent = os.path.dirname(final)
         if parent not in self._dirs:
             self._make_dirs(parent, durable=True)
-        else:
-            _fsync_dir(parent)
+        _fsync_dir(parent)
 
     def put_unsynced(self, digest: str, data: bytes) -> None:
         """Write the file with no fsync, for a blob whose bytes the caller keeps durable some
@@ -81,11 +85,12 @@ class BlobStore:
         final = self._fspath(digest)
         try:
             with open(final, "rb") as fh:
-                if hashlib.sha256(fh.read()).hexdigest() == digest:
-                    os.fsync(fh.fileno())
-                    return False
+                intact = hashlib.sha256(fh.read()).hexdigest() == digest
         except FileNotFoundError:
-            pass
+            intact = False
+        if intact:
+            self._sync_existing(final)
+            return False
         self._write(digest, data, durable=True)
         return True
 
