@@ -184,6 +184,8 @@ def main() -> None:
     ap.add_argument("--only-postfix", action="store_true")
     ap.add_argument("--json", type=Path, default=None, help="write every run as JSON lines here")
     ap.add_argument("--base", type=Path, default=None, help="work dir (default: a temp dir)")
+    ap.add_argument("--warmup", type=int, default=300,
+                    help="messages sent to each server before the measured runs (not counted)")
     a = ap.parse_args()
     sizes = [int(x) for x in a.sizes.split(",")]
     concs = [int(x) for x in a.conc.split(",")]
@@ -201,6 +203,9 @@ def main() -> None:
             pf = PostfixDovecot(base)
             pf.start()
             targets.append(("postfix", pf, pf.smtp))
+        if a.warmup:  # first-run costs (page cache, the SQLite file growing, code paths never run)
+            for _name, target, port in targets:
+                run_one(target, port, a.warmup, 1024, 4, a.k, e2e_timeout=600)
         for size in sizes:
             n = a.n if size < 100_000 else max(1, a.n // 2)
             for conc in concs:

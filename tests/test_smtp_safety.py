@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,6 +69,37 @@ def test_dot_stuffing_is_undone(server: InProcessServer) -> None:
     c.close()
     (msg,) = stored_messages(server, "alice@mx.test")
     assert msg.endswith(b"\r\n\r\n.\r\n..leading\r\nend\r\n")
+
+
+STUFFED_BODY = b"..first\r\nplain\r\n...two\r\n.\tx\r\n..\r\nend\r\n"
+
+
+def test_data_end_and_stuffing_across_reads(server: InProcessServer) -> None:
+    """DATA arriving in two reads, cut at every offset (inside CRLF "." CRLF and inside the
+    stuffed lines too): the end is found once, every stuffed dot is undone, nothing else."""
+    add_domain(server, "mx.test")
+    add_mailbox(server, "alice@mx.test")
+    c = RawSMTP(server.ports["smtp"])
+    c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    c.cmd("EHLO client.test")
+    wire = STUFFED_BODY + b".\r\nNOOP\r\n"  # the body starts with a stuffed line; NOOP pipelined
+    cuts = range(len(wire) - 5)
+    for cut in cuts:
+        assert c.cmd("MAIL FROM:<bob@remote.test>")[0] == 250
+        assert c.cmd("RCPT TO:<alice@mx.test>")[0] == 250
+        assert c.cmd("DATA")[0] == 354
+        c.send(wire[:cut])
+        time.sleep(0.02)  # the server reads the first part on its own
+        c.send(wire[cut:])
+        assert c.reply()[0] == 250, cut
+        assert c.reply()[0] == 250, cut  # the pipelined NOOP, answered once
+    c.close()
+    msgs = stored_messages(server, "alice@mx.test")
+    assert len(msgs) == len(cuts)
+    want = b".first\r\nplain\r\n..two\r\n\tx\r\n.\r\nend\r\n"
+    for msg in msgs:  # after our trace header: the body as sent, unstuffed
+        assert msg.endswith(b"\r\n" + want)
+        assert msg.count(b"\r\n") == msg.count(b"\n")
 
 
 def test_size_limit_enforced_while_reading(tight: InProcessServer) -> None:

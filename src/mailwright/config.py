@@ -103,10 +103,12 @@ class Settings(BaseSettings):
     queue_delay_notice_after: float = 4 * 3600
     # Messages up to this many bytes are made durable by the database commit (their bytes in
     # the blob journal) instead of fsyncs of their own blob file: see storage/blobjournal.py.
-    # 0 = every blob file is fsynced before the commit. 128 KiB covers most mail (text, HTML,
-    # small images); the fsyncs it saves cost the same at any size, while the bytes it writes
-    # into the database twice (WAL, then checkpoint) grow with it.
-    blob_journal_max: int = 128 * 1024
+    # 0 = every blob file is fsynced before the commit. The fsyncs it saves cost the same at
+    # any size, while what it costs grows with the bytes (written to the WAL, again by the
+    # checkpoint, read back to free the pages when the row is dropped): past ~16 KiB the file's
+    # own fsync, run in a thread while the rows are written, is cheaper (measured in
+    # storage/blobjournal.py's docstring).
+    blob_journal_max: int = 16 * 1024
     blob_journal_flush_seconds: float = 1.0  # how often a process syncs the journaled files
     # Agent inboxes (myagentmail dialect): domain of inboxes created without one ("" = hostname);
     # created as a system domain on first use. Webhook retries back off from this base (seconds).

@@ -43,7 +43,7 @@ import struct
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,10 +69,17 @@ class Event:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+def _fields(ev: Event, uids: list[int], data: dict[str, Any]) -> dict[str, Any]:
+    """The event as a JSON object (dataclasses.asdict deep-copies every value: ~10 µs per
+    event, on every delivery)."""
+    return {"type": ev.type, "principal_id": ev.principal_id, "mailbox_id": ev.mailbox_id, "modseq": ev.modseq,
+            "uids": uids, "data": data}
+
+
 def _encode(origin: str, ev: Event, limit: int) -> str:
-    payload = json.dumps({"o": origin, "e": {**asdict(ev), "uids": list(ev.uids)}})
+    payload = json.dumps({"o": origin, "e": _fields(ev, list(ev.uids), ev.data)})
     if len(payload) > limit:  # the UIDs are a hint; receivers re-read from the modseq anyway
-        payload = json.dumps({"o": origin, "e": {**asdict(ev), "uids": [], "data": {}}})
+        payload = json.dumps({"o": origin, "e": _fields(ev, [], {})})
     return payload
 
 
@@ -150,7 +157,7 @@ class EventBus:
     async def publish(self, ev: Event) -> None:
         self._deliver_local(ev)
         if self._local is not None:
-            self._local.send(_encode(self._origin, ev, LOCAL_PAYLOAD_MAX).encode())
+            self._local.send(ev)
         if self._pg_conn is not None:
             payload = _encode(self._origin, ev, PG_PAYLOAD_MAX)
             try:
@@ -169,7 +176,7 @@ class EventBus:
         for ev in events:
             self._deliver_local(ev)
             if self._local is not None:
-                self._local.send(_encode(self._origin, ev, LOCAL_PAYLOAD_MAX).encode())
+                self._local.send(ev)
         payloads = [_encode(self._origin, ev, PG_PAYLOAD_MAX) for ev in events]
         try:
             async with self._pg_lock:
@@ -266,7 +273,7 @@ class _LocalPeers:
         self.origin = origin
         self.deliver = deliver
         self.backlog: dict[str, deque[bytes]] = {}  # datagrams a full peer has still to get
-        self.outbox: list[bytes] = []
+        self.outbox: list[Event] = []
         self._flush_scheduled = False
         self._retry: asyncio.TimerHandle | None = None
         self.loop = asyncio.get_running_loop()
@@ -311,22 +318,28 @@ class _LocalPeers:
         except OSError:
             return []
 
-    def send(self, payload: bytes) -> None:
-        """Queue one event; the events of one loop iteration leave as one datagram per peer.
+    def send(self, ev: Event) -> None:
+        """Queue one event; the events of one loop iteration leave as one datagram per peer,
+        encoded then, and only if there is a peer (a lone process encodes nothing).
 
         A group commit publishes up to 32 events in a row, and Linux queues only
         net.unix.max_dgram_qlen (default 10) datagrams per receiving socket."""
-        self.outbox.append(payload)
+        self.outbox.append(ev)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush_outbox)
 
     def _flush_outbox(self) -> None:
         self._flush_scheduled = False
+        events, self.outbox = self.outbox, []
+        peers = self.peers()
+        if not peers:
+            return
         grams: list[bytes] = []
         cur: list[bytes] = []
         size = 0
-        for payload in self.outbox:
+        for ev in events:
+            payload = _encode(self.origin, ev, LOCAL_PAYLOAD_MAX).encode()
             if cur and size + len(payload) + 1 > LOCAL_PAYLOAD_MAX:
                 grams.append(b"\n".join(cur))
                 cur, size = [], 0
@@ -334,8 +347,7 @@ class _LocalPeers:
             size += len(payload) + 1
         if cur:
             grams.append(b"\n".join(cur))
-        self.outbox.clear()
-        for peer in self.peers():
+        for peer in peers:
             q = self.backlog.get(peer)
             for i, gram in enumerate(grams):
                 if q:

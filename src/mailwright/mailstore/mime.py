@@ -85,6 +85,7 @@ import html
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
 
 __all__ = [
     "Attachment",
@@ -134,11 +135,25 @@ class ParsedMessage:
     references: list[str]
     sent_date: datetime | None
     preview: str
-    text_body: str | None
-    html_body: str | None
+    text_crlf: str | None  # the text/plain parts as decoded, CRLF line ends (see text_body)
+    html_crlf: str | None
     attachments: list[Attachment]
     search_text: str
     vsize: int  # RFC822.SIZE = len(_normalize(raw)) = virtual_size(raw), without counting again
+
+    # The bodies with LF line ends, made only when asked for (the API's reads): delivery needs
+    # only the search text and the preview, which do not care (~0.2 ms per 100 KiB saved).
+    @cached_property
+    def text_body(self) -> str | None:
+        return _lf(self.text_crlf)
+
+    @cached_property
+    def html_body(self) -> str | None:
+        return _lf(self.html_crlf)
+
+
+def _lf(text: str | None) -> str | None:
+    return None if text is None else "\n".join(text.split("\r\n"))  # 30% faster than replace()
 
 
 # --------------------------------------------------------------------------------------------
@@ -1618,7 +1633,6 @@ def _collect(p: _Part, num: str, data: bytes, acc: _Acc, in_attached: bool) -> N
         raw = data[p.body_start : min(p.body_end, p.body_start + MAX_DECODE)]
         dec = _cte_decode(raw, p.bin_cte or p.cte)
         text = _charset_decode(dec if dec is not None else raw, _param(p.params, "charset"))
-        text = "\n".join(text.split("\r\n"))  # = replace("\r\n", "\n"), 30% faster on long text
         if not text:
             return
         if mt == "text/html":
@@ -1865,8 +1879,8 @@ def _parse(raw: bytes, crlf: bool = False) -> ParsedMessage:
 
     acc = _Acc()
     _collect(root, "", data, acc, False)
-    text_body = "\n".join(acc.text) if acc.text else None
-    html_body = "\n".join(acc.html) if acc.html else None
+    text_body = "\r\n".join(acc.text) if acc.text else None
+    html_body = "\r\n".join(acc.html) if acc.html else None
     if text_body is not None:
         pv = text_body
     elif html_body is not None:
@@ -1897,8 +1911,8 @@ def _parse(raw: bytes, crlf: bool = False) -> ParsedMessage:
         references=_msgids(_header_value(fields, "references")),
         sent_date=sent,
         preview=preview,
-        text_body=text_body,
-        html_body=html_body,
+        text_crlf=text_body,
+        html_crlf=html_body,
         attachments=acc.attachments,
         search_text=search_text,
         vsize=len(data),
@@ -1933,8 +1947,8 @@ def parse_message(raw: bytes, *, crlf: bool = False) -> ParsedMessage:
             references=[],
             sent_date=None,
             preview="",
-            text_body=None,
-            html_body=None,
+            text_crlf=None,
+            html_crlf=None,
             attachments=[],
             search_text="",
             vsize=size,

@@ -353,41 +353,56 @@ class MailwrightSMTP(SMTP):
         await self.push("250 2.0.0 OK" if not isinstance(status, str) else status)
 
     async def _read_data(self) -> tuple[bytes, str | None]:
-        """Read up to CRLF.CRLF; returns (content, None) or (b"", error reply)."""
+        """Read up to CRLF.CRLF; returns (content, None) or (b"", error reply).
+
+        One search for ``CRLF .`` finds both the end and any dot-stuffed line, so a message
+        without stuffed lines (nearly all) is never scanned again for unstuffing."""
         reader = self._reader
         buf = bytearray(b"\r\n")  # a virtual line start: ".\r\n" right after DATA ends it too
         discarded = 0
         limit = self.data_size_limit or 0
+        pos = 0  # where the next search for CRLF "." starts
+        stuffed = False  # a line began with "." (to be unstuffed)
         while True:
             chunk = await reader.read(_CHUNK)
             if not chunk:
                 raise ConnectionResetError("connection closed during DATA")
             self._reset_timeout()
-            start = max(0, len(buf) - 4)
             buf += chunk
-            idx = buf.find(b"\r\n.\r\n", start)
-            if idx >= 0:
-                leftover = buf[idx + 5:]
+            end = -1
+            while True:
+                i = buf.find(b"\r\n.", pos)
+                if i < 0:
+                    pos = max(pos, len(buf) - 2)
+                    break
+                if len(buf) < i + 5:  # "CRLF ." at the very end: more bytes decide what it is
+                    pos = i
+                    break
+                if buf[i + 3] == 13 and buf[i + 4] == 10:  # CRLF . CRLF
+                    end = i
+                    break
+                stuffed = True
+                pos = i + 3
+            if end >= 0:
+                leftover = buf[end + 5:]
                 if leftover:  # pipelined commands after the dot go back to the command reader
                     reader._buffer[:0] = leftover  # type: ignore[attr-defined]
-                del buf[idx + 2:]
+                del buf[end + 2:]
                 break
-            if limit and discarded + len(buf) - 2 > limit:
-                discarded += len(buf) - 4
-                del buf[:-4]
+            if limit and discarded + len(buf) - 2 > limit:  # too big: keep only the unsearched tail
+                discarded += pos
+                del buf[:pos]
+                pos = 0
         if discarded:
             return b"", "552 5.3.4 Message size exceeds fixed maximum message size"
-        del buf[:2]
-        if limit and len(buf) > limit:
+        if limit and len(buf) - 2 > limit:
             return b"", "552 5.3.4 Message size exceeds fixed maximum message size"
         max_line = self.limits.max_line_length
         lines = buf.split(b"\r\n")  # once: the line-length check and the bare-LF test share it
         if len(buf) > max_line and max(map(len, lines)) > max_line:
             return b"", f"500 5.5.6 Line too long (more than {max_line} octets)"
         bare_lf = buf.count(b"\n") != len(lines) - 1
-        if buf[:1] == b".":
-            del buf[:1]
-        data = bytes(buf).replace(b"\r\n.", b"\r\n")
+        data = (bytes(buf).replace(b"\r\n.", b"\r\n") if stuffed else bytes(buf))[2:]
         if bare_lf:
             data = _BARE_LF.sub(b"\r\n", data)
         return data, None
