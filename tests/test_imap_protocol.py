@@ -5,9 +5,14 @@ from __future__ import annotations
 import base64
 import imaplib
 import re
+import smtplib
 
 import pytest
+from sqlalchemy import select
 
+from mailwright.mailstore.messages import SEARCH_TEXT_MAX
+from mailwright.services import Services
+from mailwright.storage.models import Message
 from tests.imap_support import Raw, deliver_raw, make_account, simple_message
 from tests.support.server import InProcessServer
 
@@ -166,6 +171,33 @@ def test_search_sort_thread(server: InProcessServer) -> None:
     assert c.ok("THREAD REFERENCES UTF-8 ALL") == [b"* THREAD (1 3)(2)(4)"]
     lines = c.ok("FETCH 4 (BODY.PEEK[2] BINARY.PEEK[2] BINARY.SIZE[2] BODY.PEEK[1.MIME])")
     assert b"BINARY[2] ~{9}\r\n\x00\x01binary\x02" in lines[0] and b"BINARY.SIZE[2] 9" in lines[0]
+    c.close()
+
+
+def test_search_beyond_the_stored_text(server: InProcessServer) -> None:
+    """Only the first SEARCH_TEXT_MAX characters of a message's text are stored; BODY/TEXT
+    still find words past them (read from the blob) and still tell body from header."""
+    make_account(server)
+    filler = "".join(f"line {i} of plain filler text\r\n" for i in range(1200))  # ~36 KiB
+    with smtplib.SMTP("127.0.0.1", server.ports["smtp"]) as smtp:
+        for n, tail in ((1, "needle-zebra"), (2, "nothing here")):
+            smtp.sendmail("x@remote.test", ["alice@example.test"],
+                          f"From: x@remote.test\r\nTo: alice@example.test\r\nSubject: long {n}\r\n"
+                          f"Message-ID: <long{n}@remote.test>\r\n\r\n{filler}{tail}\r\n".encode())
+
+    async def stored(svc: Services) -> list[int]:
+        async with svc.db.read() as s:
+            return [len(t) for t in (await s.execute(select(Message.search_text))).scalars()]
+
+    assert server.run(stored) == [SEARCH_TEXT_MAX, SEARCH_TEXT_MAX]
+    c = Raw(server.ports["imap"])
+    c.login()
+    c.ok("SELECT INBOX")
+    assert c.ok("SEARCH BODY needle-zebra") == [b"* SEARCH 1"]
+    assert c.ok("SEARCH TEXT NEEDLE-ZEBRA") == [b"* SEARCH 1"]
+    assert c.ok('SEARCH BODY "line 3 of"') == [b"* SEARCH 1 2"]
+    assert c.ok('SEARCH BODY "long 1"') == [b"* SEARCH"]  # the subject is not body text
+    assert c.ok('SEARCH TEXT "long 1"') == [b"* SEARCH 1"]
     c.close()
 
 

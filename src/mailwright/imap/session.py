@@ -53,7 +53,8 @@ from mailwright.imap.response import (
     parse_datetime,
     quoted,
 )
-from mailwright.mailstore import changes, imapview, mailbox_ops, multiappend, reads
+from mailwright.mailstore import changes, imapview, mailbox_ops, messages, multiappend, reads
+from mailwright.mailstore.mime import parse_message
 from mailwright.services import Services
 from mailwright.storage import prepared
 
@@ -1238,11 +1239,21 @@ async def _run_search(s: ImapSession, q: searchmod.Query, extra_cols: list[str] 
             block = raw[: end + 2] if end >= 0 else raw
             fields = [(n, v) for n, v in _header_fields(block.rstrip(b"\r\n")) if n]
             m.headers = [(n, _decode_header(v).casefold()) for n, v in fields]
-            if "search_text" in q.needs:
+            if "search_text" in q.needs:  # (BODY/TEXT always read the header block too)
+                if messages.search_text_cut(cv.get("search_text")):  # type: ignore[arg-type]
+                    m.text = (await _full_search_text(raw)).casefold()
                 m.body = _body_text(m.text, cv, fields)
         if searchmod.matches(q.root, m, saved, top, len(uids)):
             out.append((m, cv))
     return out
+
+
+async def _full_search_text(raw: bytes) -> str:
+    """The search text of a message whose stored one was cut (mailstore.messages.SEARCH_TEXT_MAX),
+    from its bytes; a big message is parsed off the event loop."""
+    if len(raw) > 256 * 1024:
+        return (await asyncio.to_thread(parse_message, raw)).search_text
+    return parse_message(raw).search_text
 
 
 def _body_text(text: str, cv: dict[str, object], fields: list[tuple[str, bytes]]) -> str:

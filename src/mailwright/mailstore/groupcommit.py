@@ -90,11 +90,6 @@ class GroupCommitter:
         `crlf`: every LF of `raw` follows a CR (see mime.parse_message)."""
         if not targets:
             return []
-        if parsed is None:
-            if len(raw) > _PARSE_IN_THREAD:
-                parsed = await asyncio.to_thread(functools.partial(parse_message, raw, crlf=crlf))
-            else:
-                parsed = parse_message(raw, crlf=crlf)
         digest = BlobStore.digest(raw)
         loop = asyncio.get_running_loop()
         journal = blobjournal.journaled(self.svc, len(raw))
@@ -103,9 +98,16 @@ class GroupCommitter:
             blob: asyncio.Future[str] = loop.create_future()
             blob.set_result(digest)
         else:
-            # Written and fsynced in a thread while the batch's rows are written; the batch
-            # awaits it before COMMIT, so no row can reference a blob that is not durable.
-            blob = asyncio.ensure_future(self.svc.blobs.put(raw, digest))
+            # Written and fsynced in a thread while this message is parsed and the batch's rows
+            # are written (started before the parse: at 100 KiB the file's two fsyncs take
+            # ~1.3 ms, the parse ~0.5); the batch awaits it before COMMIT, so no row can
+            # reference a blob that is not durable.
+            blob = self.svc.blobs.put_started(raw, digest)
+        if parsed is None:  # (a caller cancelled meanwhile leaves an unreferenced file for the blob GC)
+            if len(raw) > _PARSE_IN_THREAD:
+                parsed = await asyncio.to_thread(functools.partial(parse_message, raw, crlf=crlf))
+            else:
+                parsed = parse_message(raw, crlf=crlf)
         fut: asyncio.Future[list[Stored]] = loop.create_future()
         self._pending.append(_Job(raw, targets, mail_from, internal_date, parsed, fut, blob, digest,
                                   internal_date or utcnow(), journal))

@@ -50,15 +50,21 @@ class BlobStore:
         await asyncio.to_thread(self._put_sync, digest, data)
         return digest
 
-    def _put_sync(self, digest: str, data: bytes) -> None:
+    def put_started(self, data: bytes, digest: str) -> asyncio.Future[str]:
+        """`put`, handed to a thread at once (a coroutine would start only when the caller next
+        awaits): the caller has CPU work to do meanwhile (groupcommit parses the message)."""
+        return asyncio.get_running_loop().run_in_executor(None, self._put_sync, digest, data)
+
+    def _put_sync(self, digest: str, data: bytes) -> str:
         final = self._fspath(digest)
         if not os.path.exists(final):
             self._write(digest, data, durable=True)
-            return
+            return digest
         # Already there, but perhaps written by `put_unsynced` for a delivery whose journal row
         # is not committed yet: sync it (nearly free when it is clean) before anything
         # references it without a journal row.
         self._sync_existing(final)
+        return digest
 
     def _sync_existing(self, final: str) -> None:
         """Make a file that is already in place durable: its bytes, and its entry in every
