@@ -13,6 +13,9 @@ recipient of user1..user100@bench.test) against
   Dovecot Maildir), ``stop`` at the end. End to end = from the first MAIL FROM until the
   N-th message is in a Maildir (polled with ``postfix_dovecot.sh count``).
 
+Before the measured runs each server gets ``--warmup`` messages (300, 1 KiB, C=4; not counted),
+so the first cell does not measure a cold page cache and an empty database file.
+
 Prints a table: accepted msg/s, p50/p99 latency, end-to-end msg/s for both, and the ratios
 Mailwright/Postfix. ``--json FILE`` also writes every run. Needs root for Postfix
 (``--no-postfix`` to skip it).
