@@ -166,7 +166,8 @@ class GroupCommitter:
             assert path, "group commit needs a SQLite file database"
             self._writer = SqliteWriter(path, db.writer_lock)
         lock = getattr(db, "_write_lock", None) or asyncio.Lock()
-        async with lock, self._writer.transaction() as raw:
+        lone = len(batch) == 1 and not self._pending  # one connection's delivery: see SqliteWriter
+        async with lock, self._writer.transaction(lone=lone) as raw:
             outcomes = _file_batch(SqliteRun(raw, db.engine.dialect), "sqlite", batch, isolated, self.owner)
             await _blobs_durable(batch)
             return outcomes
