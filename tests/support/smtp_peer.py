@@ -31,6 +31,7 @@ class Received:
     tls: bool
     connection: int
     helo: str = ""
+    at: float = field(default_factory=time.monotonic)  # when it was accepted (before the 250)
 
 
 @dataclass
