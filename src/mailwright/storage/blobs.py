@@ -44,11 +44,9 @@ class BlobStore:
 
     async def put(self, data: bytes, digest: str | None = None) -> str:
         """Store `data` durably; `digest` when the caller has already hashed it."""
-        digest = digest or self.digest(data)
         # Always in a thread: the write is cheap but its two fsyncs are not (0.2 ms on a fast
         # virtio disk, 8+ ms on a busy one) and must not stall every connection of the loop.
-        await asyncio.to_thread(self._put_sync, digest, data)
-        return digest
+        return await self.put_started(data, digest or self.digest(data))
 
     def put_started(self, data: bytes, digest: str) -> asyncio.Future[str]:
         """`put`, handed to a thread at once (a coroutine would start only when the caller next
