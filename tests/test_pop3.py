@@ -11,7 +11,10 @@ import ssl
 import time
 
 import pytest
+from sqlalchemy import select
 
+from mailwright.services import Services
+from mailwright.storage.models import MaildropLock
 from tests.support.server import InProcessServer
 
 PASSWORD = "pop3 password ok"
@@ -112,6 +115,24 @@ def test_one_session_per_maildrop_and_no_delete_on_drop(server: InProcessServer)
     assert third is not None
     assert third.stat()[0] == 1
     third.quit()
+
+
+def test_login_right_after_quit_finds_the_lease_free(server: InProcessServer) -> None:
+    """A client that logs in again the moment it reads QUIT's +OK (fetchmail polling at a short
+    interval) must not find its own finished session still holding the maildrop."""
+    addr = provision(server)
+    deliver(server, addr, "again")
+
+    async def leases(svc: Services) -> int:
+        async with svc.db.read() as s:
+            return len((await s.execute(select(MaildropLock.principal_id))).all())
+
+    for _ in range(10):
+        pop = connect(server, addr)
+        assert pop.stat()[0] == 1
+        assert server.run(leases) == 1
+        pop.quit()
+        assert server.run(leases) == 0  # already when +OK arrived, not some time later
 
 
 def test_bad_input_and_errors(server: InProcessServer) -> None:

@@ -38,6 +38,7 @@ class Pop3Session:
         self.user: str | None = None
         self.account: logins.Account | None = None
         self.owner = uuid.uuid4().hex
+        self.released = False  # the maildrop lease was given back (QUIT, or the session ended)
         self.mailbox_id = 0
         self.items: list[maildrop.DropItem] = []
         self.deleted: set[int] = set()  # 1-based message numbers
@@ -83,8 +84,13 @@ class Pop3Session:
                     return
             await self.send("-ERR too many errors, closing\r\n")
         finally:
-            if self.account is not None:
-                await maildrop.release(self.svc, self.account.principal_id, self.owner)
+            await self.release()
+
+    async def release(self) -> None:
+        """Give the maildrop lease back (once)."""
+        if self.account is not None and not self.released:
+            self.released = True
+            await maildrop.release(self.svc, self.account.principal_id, self.owner)
 
     async def dispatch(self, cmd: str, arg: str) -> bool:
         if cmd == "QUIT":
@@ -264,6 +270,9 @@ class Pop3Session:
             log.exception("POP3 update failed")
             await self.send("-ERR [SYS/TEMP] some deleted messages not removed\r\n")
             return
+        # The lease goes before the +OK: a client that logs in again the moment it reads it
+        # (fetchmail polling, a test) must not find its own finished session holding the lock.
+        await self.release()
         await self.ok(f"bye, {gone} messages deleted")
 
 
