@@ -40,6 +40,7 @@ import logging
 import os
 import socket
 import struct
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 CHANNEL = "mailwright_events"
 PG_PAYLOAD_MAX = 7900  # NOTIFY payload limit is 8000 bytes
 LOCAL_PAYLOAD_MAX = 60 * 1024  # well under the default datagram limit (net.core.wmem_default)
+PEERS_SETTLE_NS = 1_000_000_000  # see _LocalPeers.peers
 LOCAL_BACKLOG_MAX = 1000  # datagrams (of up to LOCAL_PAYLOAD_MAX) kept per slow peer before dropping
 LOCAL_RETRY_S = 0.01
 PG_RECONNECT_MAX_S = 10.0
@@ -276,6 +278,8 @@ class _LocalPeers:
         self.outbox: list[Event] = []
         self._flush_scheduled = False
         self._retry: asyncio.TimerHandle | None = None
+        self._peers: list[str] = []
+        self._peers_mtime = -1  # the directory's mtime when _peers was listed
         self.loop = asyncio.get_running_loop()
         directory.mkdir(mode=0o700, exist_ok=True)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -313,10 +317,19 @@ class _LocalPeers:
                 self.deliver(payload)
 
     def peers(self) -> list[str]:
+        """The other processes' markers. Listed again only when the directory changed: a
+        listing is five system calls, and this runs for every delivery, where a stat is one.
+        A listing taken less than PEERS_SETTLE_NS after the directory's last change is not
+        trusted (a file system's mtime ticks coarsely, ~4 ms on ext4, so a marker made in the
+        same tick would leave it unchanged)."""
         try:
-            return [n for n in os.listdir(self.dir) if n != self.origin]
+            mtime = os.stat(self.dir).st_mtime_ns
+            if mtime != self._peers_mtime or time.time_ns() - mtime < PEERS_SETTLE_NS:
+                self._peers = [n for n in os.listdir(self.dir) if n != self.origin]
+                self._peers_mtime = mtime
         except OSError:
             return []
+        return self._peers
 
     def send(self, ev: Event) -> None:
         """Queue one event; the events of one loop iteration leave as one datagram per peer,
