@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import imaplib
-import os
+import poplib
 import secrets
 import signal
 import smtplib
@@ -115,14 +115,15 @@ def test_lost_unsynced_files_come_back_from_the_journal(
     # The MX prepends its trace headers, so the stored bytes are not the sent ones: count them.
     assert len(journal) == len(small), "every small message, and only those, is journaled"
     assert all(n <= 128 * 1024 for _, n in journal)
-    # What a power loss can leave of files that were never fsynced: gone, empty, or cut short.
-    for i, (digest, _) in enumerate(journal):
+    # A journaled message's file is written by the flusher (held off here): none exists yet.
+    # Plant what a power loss can leave of files written but never fsynced (as the flusher
+    # does between its writes and its syncfs): empty, or cut short; the rest stay missing.
+    for i, (digest, n) in enumerate(journal):
         path = data / "blobs" / digest[:2] / digest[2:4] / digest
-        if i % 3 == 0:
-            path.unlink()
-        else:
-            with open(path, "r+b") as fh:
-                fh.truncate(0 if i % 3 == 1 else os.path.getsize(path) // 2)
+        assert not path.exists()
+        if i % 3:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"x" * (0 if i % 3 == 1 else n // 2))
 
     proc.start()
     try:
@@ -144,14 +145,54 @@ def test_the_flusher_syncs_and_empties_the_journal(server: InProcessServer) -> N
         await groupcommit.deliver(svc, raw, [Target(principal_id=pid)])
         return await _rows(svc)
 
-    assert server.run(deliver) == [hashlib.sha256(raw).hexdigest()]  # journaled with the commit
+    digest = hashlib.sha256(raw).hexdigest()
+    assert server.run(deliver) == [digest]  # journaled with the commit
     assert server.svc is not None
-    assert server.svc.blobs.path(hashlib.sha256(raw).hexdigest()).read_bytes() == raw
+    path = server.svc.blobs.path(digest)
     deadline = time.monotonic() + 15
     while server.run(_rows) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert server.run(_rows) == [], "synced and dropped within a few flush intervals"
+    assert server.run(_rows) == [], "written, synced and dropped within a few flush intervals"
+    assert path.read_bytes() == raw
     assert len(stored_messages(server, "box@journal.test")) == 1
+
+
+def test_a_message_is_served_from_its_row_until_its_file_exists(
+    tmp_path: Path, database_url: str, dns_server: Callable[..., DnsServer]
+) -> None:
+    """Between its commit and the next flush a small message has no file: IMAP (its inline
+    read) and POP3 (BlobStore.get) must serve it from the journal row, byte for byte, and the
+    same bytes from the file once it is written."""
+    dns = dns_server({"remote.test": [("@", "TXT", "v=spf1 ip4:127.0.0.1 -all")]})
+    token = "sa_" + secrets.token_urlsafe(24)
+    env = {"MAILWRIGHT_ADMIN_TOKEN": token, "MAILWRIGHT_DNS_NAMESERVERS": "127.0.0.1",
+           "MAILWRIGHT_DNS_PORT": str(dns.port), "MAILWRIGHT_BLOB_JOURNAL_FLUSH_SECONDS": "3600"}
+    data = tmp_path / "data"
+    proc = ServeProcess(data, database_url, extra_env=env).start()
+    raw = _message(7, 3000)
+    try:
+        _setup(proc.ports["http"], token)
+        _send(proc.ports["smtp"], [raw])
+        [(digest, _)] = _journal(database_url)
+        path = data / "blobs" / digest[:2] / digest[2:4] / digest
+        assert not path.exists(), "no file before the flush"
+        [imap_body] = _bodies(proc.ports["imap"])
+        assert imap_body.endswith(raw)
+        pop = poplib.POP3("127.0.0.1", proc.ports["pop3"], timeout=30)
+        try:
+            pop.user("box@journal.test")
+            pop.pass_(PASSWORD)
+            pop_body = b"\r\n".join(pop.retr(1)[1]) + b"\r\n"
+        finally:
+            pop.quit()
+        assert pop_body == imap_body
+        proc.kill(signal.SIGTERM)  # a clean stop flushes: the file is written, the row dropped
+        assert path.read_bytes() == imap_body
+        assert _journal(database_url) == []
+        proc.start()
+        assert _bodies(proc.ports["imap"]) == [imap_body]
+    finally:
+        proc.kill(signal.SIGTERM)
 
 
 async def _rows(svc: Services) -> list[str]:

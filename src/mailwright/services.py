@@ -6,6 +6,7 @@ process. Holds no per-request state.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 
@@ -37,6 +38,7 @@ class Services:
         from mailwright.storage import blobjournal
 
         await self.db.migrate()
+        self.blobs.fallback = functools.partial(blobjournal.lookup, self)  # files the flusher has yet to write
         # Before anything is served: blob files a crash may have lost come back from the journal.
         if restored := await blobjournal.recover(self):
             logging.getLogger(__name__).warning("restored %d blob files from the blob journal", restored)

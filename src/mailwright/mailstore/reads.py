@@ -64,4 +64,7 @@ async def blob(svc: Services, digest: str, size: int | None = None) -> bytes:
     if size is None or size >= INLINE_BLOB_MAX:
         return await svc.blobs.get(digest)
     root = svc.blobs.root
-    return _read_file(f"{root}{os.sep}{digest[:2]}{os.sep}{digest[2:4]}{os.sep}{digest}")
+    try:
+        return _read_file(f"{root}{os.sep}{digest[:2]}{os.sep}{digest[2:4]}{os.sep}{digest}")
+    except FileNotFoundError:  # just delivered: its bytes are still only in the blob journal
+        return await svc.blobs.get(digest)

@@ -5,8 +5,9 @@ so after `put` returns the bytes survive a crash or power loss; only then may th
 commit that references it (the order that makes a 250 safe). Identical messages to many
 recipients are stored once. Files live under <root>/ab/cd/<hash>.
 
-The one exception is `put_unsynced`, for small delivered messages whose bytes the same commit
-puts in the blob journal (storage.blobjournal), which syncs the file system afterwards.
+The one exception: a small delivered message has no file at first. Its bytes commit in the
+blob journal (storage.blobjournal), whose flusher writes the file afterwards; until then `get`
+finds them through `fallback` (the journal lookup, set by Services.start).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import ctypes.util
 import hashlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 
@@ -31,6 +32,8 @@ class BlobStore:
         self._prefix = str(root) + os.sep  # string paths on the delivery path: pathlib costs µs per join
         self._dirs: set[str] = set()  # <root>/ab/cd directories known to exist durably
         self._dirs_unsynced: set[str] = set()  # ... known to exist, perhaps not durably yet
+        # Bytes of a blob that has no file yet (storage.blobjournal.lookup); None when unknown.
+        self.fallback: Callable[[str], Awaitable[bytes | None]] | None = None
 
     def path(self, digest: str) -> Path:
         return Path(self._fspath(digest))
@@ -78,9 +81,8 @@ class BlobStore:
         _fsync_dir(parent)
 
     def put_unsynced(self, digest: str, data: bytes) -> None:
-        """Write the file with no fsync, for a blob whose bytes the caller keeps durable some
-        other way until `sync_filesystem` has run (storage.blobjournal). Cheap enough for the
-        event loop: the bytes only reach the page cache."""
+        """Write the file with no fsync, for a blob whose bytes are kept durable some other way
+        until `sync_filesystem` has run (the blob journal's flusher)."""
         if not os.path.exists(self._fspath(digest)):
             self._write(digest, data, durable=False)
 
@@ -145,10 +147,19 @@ class BlobStore:
 
     async def get(self, digest: str) -> bytes:
         p = self.path(digest)
-        size = p.stat().st_size
-        if size < 256 * 1024:
-            return p.read_bytes()
-        return await asyncio.to_thread(p.read_bytes)
+        try:
+            size = p.stat().st_size
+            if size < 256 * 1024:
+                return p.read_bytes()
+            return await asyncio.to_thread(p.read_bytes)
+        except FileNotFoundError:
+            if self.fallback is None:
+                raise
+        data = await self.fallback(digest)
+        if data is not None:
+            return data
+        # Not in the journal either: its flusher wrote the file and dropped the row meanwhile.
+        return p.read_bytes()
 
     def get_sync(self, digest: str) -> bytes:
         return self.path(digest).read_bytes()

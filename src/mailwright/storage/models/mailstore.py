@@ -42,20 +42,22 @@ class Blob(Base):
 
 
 class BlobJournal(Base):
-    """Bytes of a small blob whose file was written without an fsync (storage/blobjournal.py).
+    """Bytes of a small blob whose file is not yet written and synced (storage/blobjournal.py).
 
     The row commits with the message that references the blob, so the commit alone makes the
     message durable; the row is deleted once the file has been synced, or restored from it.
-    `owner` names the file system the file was written to (host and blob directory).
+    `owner` names the file system whose flusher writes the file (host and blob directory).
     """
 
     __tablename__ = "blob_journal"
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    owner: Mapped[str] = mapped_column(String(512), index=True)
-    digest: Mapped[str] = mapped_column(String(64))
+    # Indexed by digest only (readers look rows up by it); owner and age are scanned for: see
+    # storage/blobjournal.py.
+    owner: Mapped[str] = mapped_column(String(512))
+    digest: Mapped[str] = mapped_column(String(64), index=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Message(Base):
