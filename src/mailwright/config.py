@@ -44,6 +44,8 @@ class Settings(BaseSettings):
 
     admin_token: str | None = None
     workers: int = 1
+    # auto (uvloop when installed), uvloop or asyncio: see runtime/eventloop.py.
+    event_loop: str = "auto"
 
     # Outbound delivery (delivery/): MX port, per-domain next hops like Postfix's transport_maps
     # ({"b.test": "b.test:2525"}, "[host]:port" skips the MX lookup), retry backoff base/cap,

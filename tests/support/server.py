@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import httpx
 
 from mailwright.config import Settings
+from mailwright.runtime import eventloop
 from mailwright.runtime.bootstrap import bootstrap
 from mailwright.runtime.node import Node
 from mailwright.runtime.sockets import bind
@@ -78,7 +79,7 @@ class InProcessServer:
             **{f"{n}_port": p for n, p in self.ports.items()},
             **{"hostname": "mx.test.local", **overrides},
         )
-        self.loop = asyncio.new_event_loop()
+        self.loop = eventloop.loop_factory(self.settings.event_loop)()  # the loop `serve` runs on
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.svc: Services | None = None
         self.node: Node | None = None

@@ -19,7 +19,7 @@ import sys
 from typing import IO
 
 from mailwright.config import Settings
-from mailwright.runtime import sockets, tls
+from mailwright.runtime import eventloop, sockets, tls
 from mailwright.runtime.bootstrap import bootstrap
 from mailwright.runtime.node import Node
 from mailwright.services import Services
@@ -145,7 +145,7 @@ def serve(settings: Settings) -> int:
     tls.ensure_certificate(settings)  # once, before the workers fork (they would race to write it)
     describe(settings, admin_key, sys.stdout)
     if settings.workers <= 1:
-        asyncio.run(run_node(settings, socks))
+        eventloop.run(run_node(settings, socks), settings.event_loop)
         lock.close()
         return 0
     children: list[int] = []
@@ -154,7 +154,7 @@ def serve(settings: Settings) -> int:
         if pid == 0:
             code = 0
             try:
-                asyncio.run(run_node(settings, socks))
+                eventloop.run(run_node(settings, socks), settings.event_loop)
             except Exception:  # noqa: BLE001
                 log.exception("worker failed")
                 code = 1
