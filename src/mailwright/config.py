@@ -111,7 +111,7 @@ class Settings(BaseSettings):
     # own fsync, run in a thread while the rows are written, is cheaper (measured in
     # storage/blobjournal.py's docstring).
     blob_journal_max: int = 16 * 1024
-    blob_journal_flush_seconds: float = 1.0  # how often a process syncs the journaled files
+    blob_journal_flush_seconds: float = 1.0  # how often a process writes and syncs the journaled files
     # Agent inboxes (myagentmail dialect): domain of inboxes created without one ("" = hostname);
     # created as a system domain on first use. Webhook retries back off from this base (seconds).
     agent_default_domain: str = ""
