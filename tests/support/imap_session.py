@@ -27,7 +27,8 @@ Normalisation (each rule is an RFC freedom, see docs/imap-differences.md):
   compared as sorted sets restricted to the capabilities issue 5 asks for;
 - UIDVALIDITY values (also inside COPYUID/APPENDUID) become U1, U2... in order of appearance;
   mod-sequences become `<M>` (HIGHESTMODSEQ's monotonicity is checked separately);
-- `\\Recent` and `* n RECENT` are erased (RFC 9051 removed \\Recent);
+- `\\Recent` and `* n RECENT` are erased (RFC 9051 removed \\Recent); so are untagged OKs with
+  no response code (keepalives: nothing but text);
 - `* OK [HIGHESTMODSEQ]` counts only once the connection used a CONDSTORE-enabling command;
 - FETCH data items, flag lists, STATUS items, LIST attributes, ESEARCH return data and SEARCH
   numbers are sorted; strings compare by content (quoted = literal); mailbox names too, and
@@ -428,7 +429,10 @@ class SessionPlayer:
     def record(self, conn: str, data: bytes) -> str:
         self.t.raw.append(f"{conn}< " + data.decode("utf-8", "backslashreplace").rstrip("\r\n")[:400])
         line = self.t.norm.response(data)
-        dropped = line == "* <n> RECENT" or (
+        # A bare untagged OK carries nothing but text: an IDLE keepalive. Dovecot's first "* OK
+        # Still here" comes at a point of imap_idle_notify_interval (2 min) set by a hash of
+        # user and clock, so now and then within a short IDLE.
+        dropped = line in ("* <n> RECENT", "* OK") or (
             line.startswith("* OK [HIGHESTMODSEQ") and conn not in self.condstore)
         cap = re.match(r"(\S+) OK \[CAPABILITY ?(.*)\]$", line)
         if cap and cap.group(1) != "*":

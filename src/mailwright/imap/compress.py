@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import zlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from mailwright.imap.parser import ParseError, Token
 
@@ -103,8 +103,9 @@ class _InflatingProtocol(asyncio.Protocol):
 
 def start(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """Switch the connection to DEFLATE both ways (call right after writing the tagged OK)."""
-    transport = writer.transport
-    assert isinstance(transport, asyncio.Transport)
+    # A cast, not an isinstance check: uvloop's transports (runtime/eventloop.py) implement the
+    # interface without subclassing asyncio.Transport.
+    transport = cast(asyncio.Transport, writer.transport)
     inner_protocol = transport.get_protocol()
     writer._transport = _DeflatingTransport(transport)  # type: ignore[attr-defined]  # noqa: SLF001
     shim = _InflatingProtocol(inner_protocol, reader, transport)
