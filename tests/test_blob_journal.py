@@ -26,7 +26,7 @@ import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.engine import make_url
 
-from mailwright.mailstore import groupcommit
+from mailwright.mailstore import changes, groupcommit
 from mailwright.mailstore.messages import Target
 from mailwright.services import Services
 from mailwright.storage import blobjournal
@@ -193,6 +193,24 @@ def test_a_message_is_served_from_its_row_until_its_file_exists(
         assert _bodies(proc.ports["imap"]) == [imap_body]
     finally:
         proc.kill(signal.SIGTERM)
+
+
+def test_a_message_deleted_before_the_flush_leaves_no_file(server: InProcessServer) -> None:
+    add_domain(server, "journal.test")
+    pid = add_mailbox(server, "box@journal.test")
+    raw = _message(2, 2048)
+    digest = hashlib.sha256(raw).hexdigest()
+
+    async def deliver_then_delete(svc: Services) -> int:
+        [stored] = await groupcommit.deliver(svc, raw, [Target(principal_id=pid)])
+        await changes.store_flags(svc, pid, stored.mailbox_id, [stored.uid], "add", ["\\Deleted"])
+        await changes.expunge(svc, pid, stored.mailbox_id, [stored.uid])
+        return await blobjournal.flush(svc)
+
+    assert server.run(deliver_then_delete) == 1, "the row is dropped"
+    assert server.svc is not None
+    assert not server.svc.blobs.path(digest).exists(), "and no file written for a blob nobody uses"
+    assert server.run(_rows) == []
 
 
 async def _rows(svc: Services) -> list[str]:

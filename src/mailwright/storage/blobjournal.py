@@ -14,8 +14,9 @@ IDLE announces it takes that path.
 
 Afterwards, per process, every ``Settings.blob_journal_flush_seconds``, `flush` takes the journal
 rows of this file system, writes the file of each blob still referenced (unsynced, skipped when
-present), ``syncfs(2)``s the blob store's file system (one sync for all of them), then deletes
-exactly those rows. A row that is gone has its file on disk.
+present; unlinked again if the blob's last message went meanwhile), ``syncfs(2)``s the blob
+store's file system (one sync for all of them), then deletes exactly those rows. A row that is
+gone has its file on disk.
 
 After a crash the rows still there are the files that may be missing, lost or torn: ``recover``
 rewrites each one (verified by its SHA-256, fsynced) before the node serves anything. Rows are
@@ -85,7 +86,17 @@ async def flush(svc: Services) -> int:
             .order_by(_J.c.id).limit(FLUSH_BATCH))).all())
     if not rows:
         return 0
-    await asyncio.to_thread(_write_and_sync, svc.blobs, [(r.digest, bytes(r.data)) for r in rows if r.live])
+    written = await asyncio.to_thread(_write_files, svc.blobs, [(r.digest, bytes(r.data)) for r in rows if r.live])
+    if written:
+        # A blob whose last message went between our read and our write had its file unlinked
+        # (changes.remove_blob_files) before the file existed: ours would be an orphan. Seen
+        # gone now, it is ours to unlink; gone later, its own unlink comes after our write.
+        async with svc.db.read() as s:
+            live = set((await s.execute(select(_B.c.hash).where(_B.c.hash.in_(written)))).scalars())
+        for digest in written:
+            if digest not in live:
+                svc.blobs.delete(digest)
+    await asyncio.to_thread(svc.blobs.sync_filesystem)
     ids = [r.id for r in rows]
     for i in range(0, len(ids), DELETE_CHUNK):  # short transactions: deliveries get the lock between
         async with svc.db.write() as s:
@@ -93,10 +104,9 @@ async def flush(svc: Services) -> int:
     return len(ids)
 
 
-def _write_and_sync(blobs: BlobStore, files: list[tuple[str, bytes]]) -> None:
-    for digest, data in files:
-        blobs.put_unsynced(digest, data)
-    blobs.sync_filesystem()
+def _write_files(blobs: BlobStore, files: list[tuple[str, bytes]]) -> list[str]:
+    """Write the files that are missing (no fsync: the caller syncs them all at once)."""
+    return [digest for digest, data in files if blobs.put_unsynced(digest, data)]
 
 
 def _live() -> Any:

@@ -80,11 +80,13 @@ class BlobStore:
             self._make_dirs(parent, durable=True)
         _fsync_dir(parent)
 
-    def put_unsynced(self, digest: str, data: bytes) -> None:
+    def put_unsynced(self, digest: str, data: bytes) -> bool:
         """Write the file with no fsync, for a blob whose bytes are kept durable some other way
-        until `sync_filesystem` has run (the blob journal's flusher)."""
-        if not os.path.exists(self._fspath(digest)):
-            self._write(digest, data, durable=False)
+        until `sync_filesystem` has run (the blob journal's flusher); False when it existed."""
+        if os.path.exists(self._fspath(digest)):
+            return False
+        self._write(digest, data, durable=False)
+        return True
 
     def restore_sync(self, digest: str, data: bytes) -> bool:
         """Make the file hold exactly `data`, durably; True when it had to be (re)written."""
