@@ -125,6 +125,15 @@ def test_bad_configuration_is_one_line(tmp_path: Path, args: list[str], expect: 
     assert len(r.stderr.strip().splitlines()) == 1
 
 
+def test_bad_event_loop_setting_is_one_line(tmp_path: Path) -> None:
+    ports = [f"--{n}-port=0" for n in ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")]
+    r = cli("serve", "--data-dir", str(tmp_path / "d"), "--http-port", str(free_port()), *ports,
+            env={"MAILWRIGHT_EVENT_LOOP": "bogus"})
+    assert r.returncode != 0
+    assert "bad configuration" in r.stderr and "event_loop" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
+
+
 def test_key_create_platform_cli(tmp_path: Path) -> None:
     data = tmp_path / "data"
     r = cli("key", "create", "--platform", "--data-dir", str(data))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     admin_token: str | None = None
     workers: int = 1
     # auto (uvloop when installed), uvloop or asyncio: see runtime/eventloop.py.
-    event_loop: str = "auto"
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
 
     # Outbound delivery (delivery/): MX port, per-domain next hops like Postfix's transport_maps
     # ({"b.test": "b.test:2525"}, "[host]:port" skips the MX lookup), retry backoff base/cap,

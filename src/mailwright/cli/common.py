@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
+from pydantic import ValidationError
 
 from mailwright.config import Settings, load_settings
 from mailwright.services import Services
@@ -32,7 +33,10 @@ def settings_from(config: Path | None, **overrides: Any) -> Settings:
         return load_settings(config, **overrides)
     except FileNotFoundError:
         fail(f"config file {config} not found")
-    except Exception as exc:  # noqa: BLE001 - pydantic/TOML errors: report, do not trace
+    except ValidationError as exc:  # one line, naming the setting: "event_loop: Input should be ..."
+        first = exc.errors()[0]
+        fail(f"bad configuration: {'.'.join(str(p) for p in first['loc']) or 'settings'}: {first['msg']}")
+    except Exception as exc:  # noqa: BLE001 - TOML errors: report, do not trace
         fail(f"bad configuration: {str(exc).splitlines()[0]}")
 
 

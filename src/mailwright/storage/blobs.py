@@ -61,8 +61,8 @@ class BlobStore:
         if not os.path.exists(final):
             self._write(digest, data, durable=True)
             return digest
-        # Already there, but perhaps written by `put_unsynced` for a delivery whose journal row
-        # is not committed yet: sync it (nearly free when it is clean) before anything
+        # Already there, but perhaps written unsynced by the blob journal's flusher, whose
+        # syncfs has not run yet: sync it (nearly free when it is clean) before anything
         # references it without a journal row.
         self._sync_existing(final)
         return digest
