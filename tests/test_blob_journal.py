@@ -30,6 +30,7 @@ from mailwright.mailstore import changes, groupcommit
 from mailwright.mailstore.messages import Target
 from mailwright.services import Services
 from mailwright.storage import blobjournal
+from mailwright.storage.blobs import BlobStore
 from mailwright.storage.models import Blob, BlobJournal, utcnow
 from tests.support.dnsserver import DnsServer, dns_server
 from tests.support.server import InProcessServer, ServeProcess
@@ -119,7 +120,7 @@ def test_lost_unsynced_files_come_back_from_the_journal(
     # Plant what a power loss can leave of files written but never fsynced (as the flusher
     # does between its writes and its syncfs): empty, or cut short; the rest stay missing.
     for i, (digest, n) in enumerate(journal):
-        path = data / "blobs" / digest[:2] / digest[2:4] / digest
+        path = BlobStore(data / "blobs").path(digest)
         assert not path.exists()
         if i % 3:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -174,7 +175,7 @@ def test_a_message_is_served_from_its_row_until_its_file_exists(
         _setup(proc.ports["http"], token)
         _send(proc.ports["smtp"], [raw])
         [(digest, _)] = _journal(database_url)
-        path = data / "blobs" / digest[:2] / digest[2:4] / digest
+        path = BlobStore(data / "blobs").path(digest)
         assert not path.exists(), "no file before the flush"
         [imap_body] = _bodies(proc.ports["imap"])
         assert imap_body.endswith(raw)

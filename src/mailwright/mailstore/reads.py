@@ -63,8 +63,7 @@ async def blob(svc: Services, digest: str, size: int | None = None) -> bytes:
     one of INLINE_BLOB_MAX or more (or of unknown size) goes through BlobStore.get."""
     if size is None or size >= INLINE_BLOB_MAX:
         return await svc.blobs.get(digest)
-    root = svc.blobs.root
     try:
-        return _read_file(f"{root}{os.sep}{digest[:2]}{os.sep}{digest[2:4]}{os.sep}{digest}")
+        return _read_file(svc.blobs.fspath(digest))
     except FileNotFoundError:  # just delivered: its bytes are still only in the blob journal
         return await svc.blobs.get(digest)

@@ -7,7 +7,7 @@ on one SMTP connection those are most of a delivery's latency. A message up to
 transaction as the rows that reference it, so the one WAL fsync of the commit makes everything
 durable (the same trick as Postfix's and Dovecot's: the fewest sync points on the acceptance
 path). Its file is not written at delivery at all: creating, writing and renaming it (and,
-early in a store's life, making its ``ab/cd`` directories) cost ~0.2 ms of the serial path of
+early in a store's life, making its ``ab/`` directory) cost ~0.2 ms of the serial path of
 one SMTP connection, a tenth of a 1 KiB delivery. Until the file exists, `lookup` serves the
 bytes from the row (BlobStore.get falls back to it); a client that FETCHes a message the moment
 IDLE announces it takes that path.

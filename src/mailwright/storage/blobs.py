@@ -3,7 +3,19 @@
 A blob is written to a temporary file, fsynced, renamed into place and its directory fsynced,
 so after `put` returns the bytes survive a crash or power loss; only then may the database
 commit that references it (the order that makes a 250 safe). Identical messages to many
-recipients are stored once. Files live under <root>/ab/cd/<hash>.
+recipients are stored once.
+
+Layout: a store created now keeps its files in 256 directories, <root>/ab/<hash> (the first
+two hex digits). Stores made before kept two levels, <root>/ab/cd/<hash>, and still do: the
+``LAYOUT`` file at the root says which (written when the store is first opened; a store
+without it that already holds ab/ directories is a two-level one). Why one level: with 65,536
+leaf directories nearly every message of a young store (the first few hundred thousand)
+landed in a directory that did not exist yet, and creating it durably (mkdir, then an fsync
+of its parent, at each level) cost more than writing the message: 100 KiB on one SMTP
+connection spent ~1.3 ms of its ~7 ms in it. 256 directories are all there after the first
+few hundred messages, and a directory of a few hundred thousand names is what ext4's and
+XFS's hashed directories are made for (Postfix's hashed queue uses one or two levels of 16;
+Dovecot's sdbox keeps a whole mailbox in one directory).
 
 The one exception: a small delivered message has no file at first. Its bytes commit in the
 blob journal (storage.blobjournal), whose flusher writes the file afterwards; until then `get`
@@ -22,6 +34,9 @@ import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+LAYOUT_FILE = "LAYOUT"
+_HEX = frozenset("0123456789abcdef")
+
 
 class BlobStore:
     def __init__(self, root: Path) -> None:
@@ -30,15 +45,19 @@ class BlobStore:
         self._tmp = root / "tmp"
         self._tmp.mkdir(exist_ok=True)
         self._prefix = str(root) + os.sep  # string paths on the delivery path: pathlib costs µs per join
+        self.levels = _layout(root, self._tmp)  # directory levels above a file: 1, or 2 in older stores
         self._dirs: set[str] = set()  # <root>/ab/cd directories known to exist durably
         self._dirs_unsynced: set[str] = set()  # ... known to exist, perhaps not durably yet
         # Bytes of a blob that has no file yet (storage.blobjournal.lookup); None when unknown.
         self.fallback: Callable[[str], Awaitable[bytes | None]] | None = None
 
     def path(self, digest: str) -> Path:
-        return Path(self._fspath(digest))
+        return Path(self.fspath(digest))
 
-    def _fspath(self, digest: str) -> str:
+    def fspath(self, digest: str) -> str:
+        """The file's path as a string (IMAP's inline read and the delivery path use it)."""
+        if self.levels == 1:
+            return f"{self._prefix}{digest[:2]}/{digest}"
         return f"{self._prefix}{digest[:2]}/{digest[2:4]}/{digest}"
 
     @staticmethod
@@ -57,7 +76,7 @@ class BlobStore:
         return asyncio.get_running_loop().run_in_executor(None, self._put_sync, digest, data)
 
     def _put_sync(self, digest: str, data: bytes) -> str:
-        final = self._fspath(digest)
+        final = self.fspath(digest)
         if not os.path.exists(final):
             self._write(digest, data, durable=True)
             return digest
@@ -83,14 +102,14 @@ class BlobStore:
     def put_unsynced(self, digest: str, data: bytes) -> bool:
         """Write the file with no fsync, for a blob whose bytes are kept durable some other way
         until `sync_filesystem` has run (the blob journal's flusher); False when it existed."""
-        if os.path.exists(self._fspath(digest)):
+        if os.path.exists(self.fspath(digest)):
             return False
         self._write(digest, data, durable=False)
         return True
 
     def restore_sync(self, digest: str, data: bytes) -> bool:
         """Make the file hold exactly `data`, durably; True when it had to be (re)written."""
-        final = self._fspath(digest)
+        final = self.fspath(digest)
         try:
             with open(final, "rb") as fh:
                 intact = hashlib.sha256(fh.read()).hexdigest() == digest
@@ -114,7 +133,7 @@ class BlobStore:
     def _write(self, digest: str, data: bytes, *, durable: bool) -> None:
         """Write to a temporary name, then rename into place (readers never see part of a
         file); durable: the file and its directory entry are fsynced too."""
-        final = self._fspath(digest)
+        final = self.fspath(digest)
         parent = os.path.dirname(final)
         if parent not in self._dirs and (durable or parent not in self._dirs_unsynced):
             self._make_dirs(parent, durable=durable)
@@ -134,12 +153,12 @@ class BlobStore:
             _fsync_dir(parent)
 
     def _make_dirs(self, parent: str, *, durable: bool) -> None:
-        """Create <root>/ab/cd. Durable: each level's entry is fsynced in its parent, even when
-        the directory exists already (another process may have made it unsynced, see
-        `put_unsynced`), or a power loss could take the directory, and every blob in it, away.
-        Unsynced: no fsync, the next `sync_filesystem` covers the directories too."""
-        top = os.path.dirname(parent)
-        for d in (top, parent):
+        """Create <root>/ab (or <root>/ab/cd). Durable: each level's entry is fsynced in its
+        parent, even when the directory exists already (another process may have made it
+        unsynced, see `put_unsynced`), or a power loss could take the directory, and every blob
+        in it, away. Unsynced: no fsync, the next `sync_filesystem` covers the directories too."""
+        levels = [parent] if self.levels == 1 else [os.path.dirname(parent), parent]
+        for d in levels:
             if not os.path.isdir(d):
                 with contextlib.suppress(FileExistsError):
                     os.mkdir(d, 0o750)
@@ -177,7 +196,7 @@ class BlobStore:
 
     def exists(self, digest: str) -> bool:
         """A stat: cheap enough for the event loop (the inode is in the page cache)."""
-        return os.path.exists(self._fspath(digest))
+        return os.path.exists(self.fspath(digest))
 
     def delete(self, digest: str) -> None:
         try:
@@ -197,6 +216,32 @@ def _find_syncfs() -> Callable[[int], int] | None:
 
 
 _libc_syncfs = _find_syncfs()
+
+
+def _layout(root: Path, tmp: Path) -> int:
+    """The store's directory levels, from its LAYOUT file; a store without one is given one:
+    2 if it already holds ab/ directories (made before the file existed), else 1. Several
+    processes may open a new store at once: the file is linked into place whole, and the
+    first link wins."""
+    marker = root / LAYOUT_FILE
+    if not marker.exists():
+        legacy = any(len(n) == 2 and set(n) <= _HEX for n in os.listdir(root))
+        staged = tmp / f"{LAYOUT_FILE}.{os.getpid()}.{threading.get_ident()}"
+        with open(staged, "w") as fh:
+            fh.write("2\n" if legacy else "1\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(staged, marker)
+            _fsync_dir(str(root))
+        except FileExistsError:
+            pass
+        finally:
+            staged.unlink()
+    levels = int(marker.read_text().split()[0])
+    if levels not in (1, 2):
+        raise ValueError(f"{marker}: unknown blob store layout {levels}")
+    return levels
 
 
 def _fsync_dir(path: str) -> None:
