@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 import signal
@@ -82,3 +83,13 @@ def test_processes_opening_a_new_store_at_once_agree_on_its_layout(tmp_path: Pat
     assert [s.levels for s in stores] == [1] * 8
     assert (root / LAYOUT_FILE).read_text() == "1\n"
     assert list((root / "tmp").iterdir()) == [], "no staged LAYOUT file left behind"
+
+
+def test_a_one_level_store_that_lost_its_layout_file_stays_one_level(tmp_path: Path) -> None:
+    root = tmp_path / "blobs"
+    store = BlobStore(root)
+    digest = asyncio.run(store.put(b"Subject: kept\r\n\r\nbody\r\n"))
+    (root / LAYOUT_FILE).unlink()
+    again = BlobStore(root)
+    assert again.levels == 1
+    assert asyncio.run(again.get(digest)) == b"Subject: kept\r\n\r\nbody\r\n"

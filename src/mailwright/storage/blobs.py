@@ -8,7 +8,7 @@ recipients are stored once.
 Layout: a store created now keeps its files in 256 directories, <root>/ab/<hash> (the first
 two hex digits). Stores made before kept two levels, <root>/ab/cd/<hash>, and still do: the
 ``LAYOUT`` file at the root says which (written when the store is first opened; a store
-without it that already holds ab/ directories is a two-level one). Why one level: with 65,536
+without it whose ab/ directories hold cd/ directories is a two-level one). Why one level: with 65,536
 leaf directories nearly every message of a young store (the first few hundred thousand)
 landed in a directory that did not exist yet, and creating it durably (mkdir, then an fsync
 of its parent, at each level) cost more than writing the message: 100 KiB on one SMTP
@@ -219,16 +219,15 @@ _libc_syncfs = _find_syncfs()
 
 
 def _layout(root: Path, tmp: Path) -> int:
-    """The store's directory levels, from its LAYOUT file; a store without one is given one:
-    2 if it already holds ab/ directories (made before the file existed), else 1. Several
+    """The store's directory levels, from its LAYOUT file; a store without one is given one,
+    after what its directories show (`_levels_found`). Several
     processes may open a new store at once: the file is linked into place whole, and the
     first link wins."""
     marker = root / LAYOUT_FILE
     if not marker.exists():
-        legacy = any(len(n) == 2 and set(n) <= _HEX for n in os.listdir(root))
         staged = tmp / f"{LAYOUT_FILE}.{os.getpid()}.{threading.get_ident()}"
         with open(staged, "w") as fh:
-            fh.write("2\n" if legacy else "1\n")
+            fh.write(f"{_levels_found(root)}\n")
             fh.flush()
             os.fsync(fh.fileno())
         try:
@@ -242,6 +241,19 @@ def _layout(root: Path, tmp: Path) -> int:
     if levels not in (1, 2):
         raise ValueError(f"{marker}: unknown blob store layout {levels}")
     return levels
+
+
+def _levels_found(root: Path) -> int:
+    """The levels of a store that has no LAYOUT file: 2 if an ab/ directory holds cd/
+    directories (a store made before the file existed), else 1 (also for an empty store)."""
+    for top in os.listdir(root):
+        if len(top) == 2 and set(top) <= _HEX:
+            for name in os.listdir(root / top):
+                if len(name) == 2 and set(name) <= _HEX:
+                    return 2
+                if len(name) == 64:
+                    return 1
+    return 1
 
 
 def _fsync_dir(path: str) -> None:
