@@ -8,11 +8,11 @@ recipients are stored once.
 Layout: a store created now keeps its files in 256 directories, <root>/ab/<hash> (the first
 two hex digits). Stores made before kept two levels, <root>/ab/cd/<hash>, and still do: the
 ``LAYOUT`` file at the root says which (written when the store is first opened; a store
-without it whose ab/ directories hold cd/ directories is a two-level one). Why one level: with 65,536
-leaf directories nearly every message of a young store (the first few hundred thousand)
-landed in a directory that did not exist yet, and creating it durably (mkdir, then an fsync
-of its parent, at each level) cost more than writing the message: 100 KiB on one SMTP
-connection spent ~1.3 ms of its ~7 ms in it. 256 directories are all there after the first
+without it whose ab/ directories hold cd/ directories is a two-level one). Why one level:
+with 65,536 leaf directories nearly every message of a young store (the first few hundred
+thousand) landed in a directory that did not exist yet, and creating it durably (mkdir, then
+an fsync of its parent, at each level) cost more than writing the message: 100 KiB on one
+SMTP connection spent ~1.3 ms of its ~7 ms in it. 256 directories are all there after the first
 few hundred messages, and a directory of a few hundred thousand names is what ext4's and
 XFS's hashed directories are made for (Postfix's hashed queue uses one or two levels of 16;
 Dovecot's sdbox keeps a whole mailbox in one directory).
@@ -46,7 +46,7 @@ class BlobStore:
         self._tmp.mkdir(exist_ok=True)
         self._prefix = str(root) + os.sep  # string paths on the delivery path: pathlib costs µs per join
         self.levels = _layout(root, self._tmp)  # directory levels above a file: 1, or 2 in older stores
-        self._dirs: set[str] = set()  # <root>/ab/cd directories known to exist durably
+        self._dirs: set[str] = set()  # <root>/ab (or ab/cd) directories known to exist durably
         self._dirs_unsynced: set[str] = set()  # ... known to exist, perhaps not durably yet
         # Bytes of a blob that has no file yet (storage.blobjournal.lookup); None when unknown.
         self.fallback: Callable[[str], Awaitable[bytes | None]] | None = None
@@ -220,9 +220,8 @@ _libc_syncfs = _find_syncfs()
 
 def _layout(root: Path, tmp: Path) -> int:
     """The store's directory levels, from its LAYOUT file; a store without one is given one,
-    after what its directories show (`_levels_found`). Several
-    processes may open a new store at once: the file is linked into place whole, and the
-    first link wins."""
+    after what its directories show (`_levels_found`). Several processes may open a new store
+    at once: the file is linked into place whole, and the first link wins."""
     marker = root / LAYOUT_FILE
     if not marker.exists():
         staged = tmp / f"{LAYOUT_FILE}.{os.getpid()}.{threading.get_ident()}"
