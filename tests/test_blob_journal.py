@@ -33,7 +33,7 @@ from mailwright.storage import blobjournal
 from mailwright.storage.blobs import BlobStore
 from mailwright.storage.models import Blob, BlobJournal, utcnow
 from tests.support.dnsserver import DnsServer, dns_server
-from tests.support.server import InProcessServer, ServeProcess
+from tests.support.server import InProcessServer, ServeProcess, mx_env
 from tests.support.smtp import add_domain, add_mailbox, stored_messages
 
 __all__ = ["dns_server"]
@@ -97,11 +97,8 @@ def _journal(database_url: str) -> list[tuple[str, int]]:
 def test_lost_unsynced_files_come_back_from_the_journal(
     tmp_path: Path, database_url: str, dns_server: Callable[..., DnsServer]
 ) -> None:
-    dns = dns_server({"remote.test": [("@", "TXT", "v=spf1 ip4:127.0.0.1 -all")]})
-    token = "sa_" + secrets.token_urlsafe(24)
-    env = {"MAILWRIGHT_ADMIN_TOKEN": token, "MAILWRIGHT_DNS_NAMESERVERS": "127.0.0.1",
-           "MAILWRIGHT_DNS_PORT": str(dns.port), "MAILWRIGHT_BLOB_JOURNAL_FLUSH_SECONDS": "3600",
-           "MAILWRIGHT_BLOB_JOURNAL_MAX": str(128 * 1024)}
+    token, env = mx_env(dns_server, MAILWRIGHT_BLOB_JOURNAL_FLUSH_SECONDS="3600",
+                        MAILWRIGHT_BLOB_JOURNAL_MAX=str(128 * 1024))
     data = tmp_path / "data"
     proc = ServeProcess(data, database_url, extra_env=env).start()
     small = [_message(n, 1024 * (1 + n % 20)) for n in range(12)]
@@ -164,10 +161,7 @@ def test_a_message_is_served_from_its_row_until_its_file_exists(
     """Between its commit and the next flush a small message has no file: IMAP (its inline
     read) and POP3 (BlobStore.get) must serve it from the journal row, byte for byte, and the
     same bytes from the file once it is written."""
-    dns = dns_server({"remote.test": [("@", "TXT", "v=spf1 ip4:127.0.0.1 -all")]})
-    token = "sa_" + secrets.token_urlsafe(24)
-    env = {"MAILWRIGHT_ADMIN_TOKEN": token, "MAILWRIGHT_DNS_NAMESERVERS": "127.0.0.1",
-           "MAILWRIGHT_DNS_PORT": str(dns.port), "MAILWRIGHT_BLOB_JOURNAL_FLUSH_SECONDS": "3600"}
+    token, env = mx_env(dns_server, MAILWRIGHT_BLOB_JOURNAL_FLUSH_SECONDS="3600")
     data = tmp_path / "data"
     proc = ServeProcess(data, database_url, extra_env=env).start()
     raw = _message(7, 3000)

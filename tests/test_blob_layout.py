@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import secrets
 import signal
 import threading
 from collections.abc import Callable
@@ -13,7 +12,7 @@ from pathlib import Path
 
 from mailwright.storage.blobs import LAYOUT_FILE, BlobStore
 from tests.support.dnsserver import DnsServer, dns_server
-from tests.support.server import ServeProcess
+from tests.support.server import ServeProcess, mx_env
 from tests.test_blob_journal import _bodies, _message, _send, _setup
 
 __all__ = ["dns_server"]
@@ -28,10 +27,7 @@ def _blob_files(root: Path) -> set[Path]:
 def test_a_new_store_is_one_level_and_an_old_one_keeps_two(
     tmp_path: Path, database_url: str, dns_server: Callable[..., DnsServer]
 ) -> None:
-    dns = dns_server({"remote.test": [("@", "TXT", "v=spf1 ip4:127.0.0.1 -all")]})
-    token = "sa_" + secrets.token_urlsafe(24)
-    env = {"MAILWRIGHT_ADMIN_TOKEN": token, "MAILWRIGHT_DNS_NAMESERVERS": "127.0.0.1",
-           "MAILWRIGHT_DNS_PORT": str(dns.port)}
+    token, env = mx_env(dns_server)
     data = tmp_path / "data"
     blobs = data / "blobs"
     first, second = _message(1, 40 * 1024), _message(2, 40 * 1024)  # past the journal: a file at once

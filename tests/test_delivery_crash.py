@@ -25,7 +25,7 @@ import httpx
 
 from mailwright.delivery.outbound import RECORD_EVERY
 from tests.support.dnsserver import DnsServer, dns_server
-from tests.support.server import ServeProcess
+from tests.support.server import ServeProcess, mx_env
 
 __all__ = ["dns_server"]
 
@@ -70,11 +70,7 @@ def _subjects(proc: ServeProcess) -> list[int]:
 def test_sigkill_during_load_loses_nothing_acknowledged(
     tmp_path: Path, database_url: str, dns_server: Callable[..., DnsServer]
 ) -> None:
-    # The MX checks SPF/DKIM/DMARC of every message: give it a DNS server that answers at once.
-    dns = dns_server({"remote.test": [("@", "TXT", "v=spf1 ip4:127.0.0.1 -all")]})
-    token = "sa_" + secrets.token_urlsafe(24)
-    env = {"MAILWRIGHT_ADMIN_TOKEN": token, "MAILWRIGHT_DNS_NAMESERVERS": "127.0.0.1",
-           "MAILWRIGHT_DNS_PORT": str(dns.port)}
+    token, env = mx_env(dns_server)
     proc = ServeProcess(tmp_path / "data", database_url, extra_env=env).start()
     killed = False
     try:

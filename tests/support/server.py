@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import secrets
 import signal
 import socket
 import subprocess
@@ -135,6 +136,17 @@ class InProcessServer:
         """Run a service-level coroutine inside the server's loop (setup and inspection only)."""
         assert self.svc is not None
         return self.call(fn(self.svc))
+
+
+def mx_env(dns_server: Callable[..., Any], **extra: str) -> tuple[str, dict[str, str]]:
+    """(admin token, environment) for a `ServeProcess` that receives mail from remote.test:
+    the MX checks SPF/DKIM/DMARC of every message, so it gets a DNS server of its own that
+    answers at once (remote.test's SPF allows 127.0.0.1). `extra`: more MAILWRIGHT_* settings."""
+    dns = dns_server({"remote.test": [("@", "TXT", "v=spf1 ip4:127.0.0.1 -all")]})
+    token = "sa_" + secrets.token_urlsafe(24)
+    env = {"MAILWRIGHT_ADMIN_TOKEN": token, "MAILWRIGHT_DNS_NAMESERVERS": "127.0.0.1",
+           "MAILWRIGHT_DNS_PORT": str(dns.port), **extra}
+    return token, env
 
 
 class ServeProcess:
